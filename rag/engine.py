@@ -1,0 +1,82 @@
+"""The small factory that builds the heavy objects once: embedder, index, retriever, LLM.
+
+Every door (CLI, Streamlit, evaluation) asks questions through an Engine, so they all
+get the same pipeline. Tests pass their own LLM or embedder instead of patching.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.llms import LLM
+
+from rag.backends import build_embedding, build_llm, embed_label, llm_label
+from rag.index import Index, IngestReport, ingest, open_index
+from rag.retrieve import Retriever
+from rag.schema import Backend
+from rag.settings import Settings
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    index: Index
+    llm_factory: Callable[[], LLM]
+    retriever: Retriever
+    generation_lock: threading.Lock = field(default_factory=threading.Lock)
+    first_ingest: IngestReport | None = None
+    _llm: LLM | None = None
+    _llm_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def llm(self) -> LLM:
+        """The LLM, built on first use (loading a GGUF takes seconds; ingest never needs it)."""
+        with self._llm_lock:
+            if self._llm is None:
+                self._llm = self.llm_factory()
+            return self._llm
+
+    @property
+    def embed_model(self) -> BaseEmbedding:
+        return self.index.embed_model
+
+    @property
+    def backend(self) -> Backend:
+        return Backend(llm=llm_label(self.settings.llm), embedding=self.index.embed_label)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length embeddings of `texts`, for citation matching."""
+        vectors = np.asarray(self.embed_model.get_text_embedding_batch(texts), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def ingest(self, progress: Callable[[int, int], None] | None = None, rebuild: bool = False) -> IngestReport:
+        """Sync the index with the corpus folder; the retriever follows a rebuilt index."""
+        self.index, report = ingest(self.index, progress=progress, rebuild_first=rebuild)
+        self.retriever = Retriever(self.index)
+        return report
+
+
+def build_engine(
+    settings: Settings,
+    llm: LLM | None = None,
+    embed_model: BaseEmbedding | None = None,
+    auto_ingest: bool = True,
+) -> Engine:
+    """Open the index (ingesting the corpus when the index is empty) and prepare the LLM."""
+    embedder = embed_model or build_embedding(settings.embedding)
+    index = open_index(settings, embedder, embed_label(settings.embedding))
+    index.check_embedding()
+    engine = Engine(
+        settings=settings,
+        index=index,
+        llm_factory=(lambda: llm) if llm is not None else (lambda: build_llm(settings.llm, settings.cache_dir)),
+        retriever=Retriever(index),
+    )
+    if auto_ingest and index.count() == 0:
+        engine.first_ingest = engine.ingest()
+    return engine

@@ -1,0 +1,300 @@
+"""The index: a Chroma collection (embedded or server) plus a docstore, kept in sync with the corpus.
+
+Ingestion runs LlamaIndex's IngestionPipeline (SentenceSplitter -> span mapping -> embedding
+-> ChromaVectorStore) with a persisted SimpleDocumentStore, so unchanged files are skipped,
+changed files are replaced and deleted files are removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import BaseNode, Document, TransformComponent
+from llama_index.core.storage.docstore import SimpleDocumentStore
+from llama_index.vector_stores.chroma import ChromaVectorStore
+from pydantic import PrivateAttr
+
+from rag.corpus import LoadedCorpus, OffsetMap, Skipped, load_corpus
+from rag.errors import IndexStateError
+from rag.settings import Settings
+
+BATCH_DOCS = 16  # documents per pipeline run: progress steps and crash-safe checkpoints
+
+
+def _client(settings: Settings) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaClientSettings
+
+    client_settings = ChromaClientSettings(anonymized_telemetry=False, allow_reset=False)
+    cfg = settings.chroma
+    if cfg.mode == "http":
+        headers = {"Authorization": f"Bearer {cfg.auth_token.get_secret_value()}"} if cfg.auth_token else None
+        try:
+            return chromadb.HttpClient(host=cfg.host, port=cfg.port, headers=headers, settings=client_settings)
+        except Exception as exc:  # chromadb raises ValueError/ConnectionError variants
+            raise IndexStateError(
+                f"Cannot reach the Chroma server at http://{cfg.host}:{cfg.port} ({exc}). Start it with "
+                f"`chroma run --host {cfg.host} --port {cfg.port} --path DIR`, or set chroma.mode = \"embedded\"."
+            ) from exc
+    cfg.path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(cfg.path), settings=client_settings)
+
+
+def _fingerprint(settings: Settings, embed_label: str) -> dict[str, str]:
+    return {
+        "embed_model": embed_label,
+        "chunking": f"sentence:{settings.chunking.chunk_size}/{settings.chunking.chunk_overlap}",
+    }
+
+
+@dataclass
+class Index:
+    """Handles on the collection, its vector store and the docstore; built once, passed around."""
+
+    settings: Settings
+    embed_model: BaseEmbedding
+    embed_label: str
+    client: Any
+    collection: Any
+    vector_store: ChromaVectorStore
+    docstore: SimpleDocumentStore
+    docstore_path: Path
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def built_with(self) -> dict[str, str]:
+        meta = self.collection.metadata or {}
+        return {k: str(meta[k]) for k in ("embed_model", "chunking") if k in meta}
+
+    def check_embedding(self) -> None:
+        """Querying with another embedding model than the index's gives garbage: refuse clearly."""
+        recorded = self.built_with().get("embed_model")
+        if recorded and recorded != self.embed_label and self.count():
+            raise IndexStateError(
+                f"The index was built with embedding model '{recorded}' but '{self.embed_label}' is configured. "
+                "Re-index with `rag ingest --rebuild` (or switch the embedding back)."
+            )
+
+    def chunk_counts(self) -> dict[str, int]:
+        """Chunks per document, for the corpus panel and reports."""
+        got = self.collection.get(include=["metadatas"])
+        return dict(Counter(str(m.get("file_name", "?")) for m in got["metadatas"] or []))
+
+    def documents(self) -> dict[str, Document]:
+        return {doc_id: doc for doc_id, doc in self.docstore.docs.items() if isinstance(doc, Document)}
+
+
+def _docstore_path(settings: Settings) -> Path:
+    return settings.chroma.path / f"{settings.chroma.collection}.docstore.json"
+
+
+def open_index(settings: Settings, embed_model: BaseEmbedding, embed_label: str) -> Index:
+    """Open (creating if needed) the collection and docstore named by the settings."""
+    client = _client(settings)
+    try:
+        collection = client.get_or_create_collection(
+            name=settings.chroma.collection,
+            embedding_function=None,
+            metadata={"hnsw:space": "cosine", **_fingerprint(settings, embed_label)},
+        )
+    except Exception as exc:
+        raise IndexStateError(
+            f"The index at {settings.chroma.path} cannot be opened ({exc}). Rebuild it with `rag ingest --rebuild`."
+        ) from exc
+    path = _docstore_path(settings)
+    try:
+        docstore = SimpleDocumentStore.from_persist_path(str(path)) if path.exists() else SimpleDocumentStore()
+    except ValueError as exc:
+        raise IndexStateError(f"The docstore {path} is unreadable ({exc}). Rebuild with `rag ingest --rebuild`.") from exc
+    return Index(
+        settings=settings,
+        embed_model=embed_model,
+        embed_label=embed_label,
+        client=client,
+        collection=collection,
+        vector_store=ChromaVectorStore(chroma_collection=collection),
+        docstore=docstore,
+        docstore_path=path,
+    )
+
+
+class SourceSpans(TransformComponent):
+    """Adds each chunk's character span in the source file (`source_start`, `source_end`).
+
+    The splitter records offsets in the cleaned text; citations point into the file a user
+    can open, so the spans are mapped back through the document's OffsetMap.
+    """
+
+    _offsets: dict[str, OffsetMap] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, offsets: dict[str, OffsetMap], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._offsets = offsets
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        for node in nodes:
+            start, end = getattr(node, "start_char_idx", None), getattr(node, "end_char_idx", None)
+            if start is None or end is None:
+                continue
+            mapping = self._offsets.get(node.ref_doc_id or "")
+            raw_start, raw_end = mapping.span(start, end) if mapping else (start, end)
+            node.metadata["source_start"] = raw_start
+            node.metadata["source_end"] = raw_end
+            node.excluded_embed_metadata_keys = list(node.metadata)
+            node.excluded_llm_metadata_keys = list(node.metadata)
+        return nodes
+
+
+def _chunk_id(index: int, document: BaseNode) -> str:
+    """Deterministic chunk ids: a re-run after a crash overwrites instead of duplicating."""
+    return f"{document.node_id}::{index}"
+
+
+def make_splitter(settings: Settings) -> SentenceSplitter:
+    return SentenceSplitter(
+        chunk_size=settings.chunking.chunk_size,
+        chunk_overlap=settings.chunking.chunk_overlap,
+        id_func=_chunk_id,
+    )
+
+
+@dataclass
+class IngestReport:
+    folder: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    rebuilt: bool = False
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped; "
+            f"{self.chunks_added} chunks embedded, {self.chunks_total} in the index ({self.seconds:.2f} s)"
+        )
+
+
+@contextmanager
+def ingest_lock(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Serialise ingests of one index across processes: a second ingest waits for the first."""
+    settings.chroma.path.mkdir(parents=True, exist_ok=True)
+    lock_path = settings.chroma.path / f"{settings.chroma.collection}.ingest.lock"
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait(f"Another ingest of this index is running; waiting for it to finish ({lock_path}).")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _persist_docstore(index: Index) -> None:
+    """Write the docstore atomically: a crash mid-write leaves the previous copy intact."""
+    tmp = index.docstore_path.with_suffix(".tmp")
+    index.docstore.persist(str(tmp))
+    os.replace(tmp, index.docstore_path)
+
+
+def rebuild(index: Index) -> Index:
+    """Drop the collection and docstore (never the corpus) and open them afresh."""
+    try:
+        index.client.delete_collection(index.settings.chroma.collection)
+    except Exception:  # missing or already broken: nothing to drop
+        pass
+    index.docstore_path.unlink(missing_ok=True)
+    return open_index(index.settings, index.embed_model, index.embed_label)
+
+
+def _plan(index: Index, corpus: LoadedCorpus, report: IngestReport) -> list[Document]:
+    """Sort documents into added/updated/unchanged/removed by content hash."""
+    known = {doc_id: h for h, doc_id in index.docstore.get_all_document_hashes().items()}
+    current = {doc.id_ for doc in corpus.documents}
+    todo: list[Document] = []
+    for doc in corpus.documents:
+        old = known.get(doc.id_)
+        if old is None:
+            report.added.append(doc.id_)
+            todo.append(doc)
+        elif old != doc.hash:
+            report.updated.append(doc.id_)
+            todo.append(doc)
+        else:
+            report.unchanged.append(doc.id_)
+    report.removed = sorted(set(known) - current)
+    return todo
+
+
+def ingest(
+    index: Index,
+    folder: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    rebuild_first: bool = False,
+) -> tuple[Index, IngestReport]:
+    """Bring the index in line with the folder; returns the (possibly rebuilt) index and a report."""
+    start = time.perf_counter()
+    folder = folder or index.settings.corpus.path
+    with ingest_lock(index.settings, on_wait):
+        corpus = load_corpus(folder)
+        report = IngestReport(folder=str(folder), skipped=corpus.skipped)
+        if rebuild_first or _fingerprint(index.settings, index.embed_label) != index.built_with():
+            report.rebuilt = bool(index.count()) or rebuild_first
+            index = rebuild(index)
+        todo = _plan(index, corpus, report)
+        _remove(index, report.removed)
+        pipeline = IngestionPipeline(
+            transformations=[make_splitter(index.settings), SourceSpans(corpus.offsets), index.embed_model],
+            vector_store=index.vector_store,
+            docstore=index.docstore,
+            docstore_strategy=DocstoreStrategy.UPSERTS,
+            disable_cache=True,
+        )
+        for done in range(0, len(todo), BATCH_DOCS):
+            batch = todo[done : done + BATCH_DOCS]
+            _clear_leftovers(index, [d.id_ for d in batch if d.id_ in report.added])
+            nodes = pipeline.run(documents=batch)
+            report.chunks_added += len(nodes)
+            _persist_docstore(index)
+            if progress:
+                progress(min(done + BATCH_DOCS, len(todo)), len(todo))
+        if report.removed or not todo:
+            _persist_docstore(index)
+    report.chunks_total = index.count()
+    report.seconds = time.perf_counter() - start
+    return index, report
+
+
+def _remove(index: Index, doc_ids: list[str]) -> None:
+    for doc_id in doc_ids:
+        index.docstore.delete_document(doc_id, raise_error=False)
+        index.vector_store.delete(doc_id)
+
+
+def _clear_leftovers(index: Index, doc_ids: list[str]) -> None:
+    """Chunks of 'new' documents can only be leftovers of an interrupted ingest: drop them first."""
+    if doc_ids:
+        index.collection.delete(where={"document_id": {"$in": doc_ids}})

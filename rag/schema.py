@@ -1,0 +1,86 @@
+"""The typed results every door shares: the Answer and what it is made of.
+
+`Answer.model_dump_json()` is the output of `rag ask --json`; the Streamlit app renders it
+and the evaluation scores it, so all three see the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Turn(BaseModel):
+    """One earlier message of a conversation."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class Passage(BaseModel):
+    """A retrieved chunk, as numbered in the prompt."""
+
+    n: int = Field(description="Its number in the prompt, as in [n].")
+    node_id: str
+    source: str = Field(description="File name inside the corpus.")
+    title: str = ""
+    date: str | None = None
+    url: str | None = None
+    text: str
+    score: float = Field(description="Relevance to the question (cosine similarity, or fused rank score).")
+    start: int | None = Field(None, description="Chunk start in the cleaned document text.")
+    end: int | None = None
+    source_start: int | None = Field(None, description="Chunk start in the source file.")
+    source_end: int | None = None
+    also_in: list[str] = Field(default_factory=list, description="Other sources holding a near-duplicate of this text.")
+
+
+class Citation(BaseModel):
+    """A claim's support: the passage [n], the quote in it and where the quote sits in the file."""
+
+    n: int
+    source: str
+    title: str = ""
+    text: str = Field(description="The cited passage (chunk) text.")
+    quote: str = Field(description="The sentence(s) of the passage that support the claim.")
+    start: int | None = Field(None, description="Quote start, as a character offset in the source file.")
+    end: int | None = Field(None, description="Quote end (exclusive) in the source file.")
+    score: float = Field(description="Support strength in [0, 1].")
+    verified: bool = Field(description="The quote supports the claim and was found at start:end in the file.")
+    sentence: str = Field("", description="The answer sentence this citation supports.")
+
+
+class RetrievedRef(BaseModel):
+    source: str
+    score: float
+    text: str
+
+
+class Timings(BaseModel):
+    condense_s: float = 0.0
+    retrieve_s: float = 0.0
+    first_token_s: float | None = None
+    total_s: float = 0.0
+
+
+class Backend(BaseModel):
+    llm: str
+    embedding: str
+
+
+class Answer(BaseModel):
+    """The whole result of asking one question."""
+
+    question: str
+    answer: str
+    refused: bool
+    refusal_reason: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    retrieved: list[RetrievedRef] = Field(default_factory=list)
+    passages: list[Passage] = Field(default_factory=list, description="The passages given to the LLM, numbered.")
+    standalone_question: str | None = Field(None, description="The follow-up rewritten with the history, used for retrieval.")
+    draft: str | None = Field(None, description="What the LLM wrote, when it was withheld or changed.")
+    notices: list[str] = Field(default_factory=list)
+    backend: Backend
+    timings: Timings = Field(default_factory=Timings)

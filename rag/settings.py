@@ -1,0 +1,200 @@
+"""The typed configuration: one place for every knob.
+
+Precedence, highest first: CLI flags (passed in as overrides), environment variables
+(`RAG_<GROUP>_<FIELD>`, e.g. `RAG_LLM_BACKEND`, `RAG_RETRIEVAL_TOP_K`), the settings file
+(`rag.toml`, or the file named by `--config` / `RAG_CONFIG`), then the defaults below.
+Relative paths in the settings file are resolved against the file's folder, so the
+project works the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from rag.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "rag.toml"
+
+
+class _Group(BaseModel):
+    """A settings group: unknown keys are mistakes, so they are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CorpusSettings(_Group):
+    path: Path = Field(Path("seeds"), description="Folder of documents to answer from.")
+
+
+class ChromaSettings(_Group):
+    mode: Literal["embedded", "http"] = Field("embedded", description="embedded: a local folder; http: a `chroma run` server.")
+    path: Path = Field(Path(".rag/index"), description="Index folder (Chroma, docstore, lock) in embedded mode.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    auth_token: SecretStr | None = None
+    collection: str = Field("corpus", min_length=3, max_length=63)
+
+
+class ChunkingSettings(_Group):
+    chunk_size: int = Field(64, ge=16, le=4096, description="Tokens per chunk (SentenceSplitter).")
+    chunk_overlap: int = Field(0, ge=0, le=1024)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class RetrievalSettings(_Group):
+    top_k: int = Field(6, ge=1, le=50, description="Passages put in the prompt at most.")
+    candidates: int = Field(12, ge=1, le=200, description="Chunks fetched before de-duplication and budgeting.")
+    context_tokens: int = Field(250, ge=50, le=32000, description="Token budget for the passages in the prompt.")
+    min_score: float = Field(0.3, ge=-1, le=1, description="Best passage below this cosine similarity: refuse without asking the LLM.")
+
+
+class AnswerSettings(_Group):
+    max_question_chars: int = Field(2000, ge=10, le=100000, description="Longer questions are cut, with a notice.")
+    history_turns: int = Field(6, ge=0, le=50, description="Earlier messages used to rewrite a follow-up question.")
+    min_support: float = Field(0.45, ge=0, le=1, description="Least support score for an answer sentence to be cited.")
+    min_question_coverage: float = Field(0.5, ge=0, le=1, description="Share of the question's terms the cited passages must hold...")
+    min_question_similarity: float = Field(0.5, ge=-1, le=1, description="...unless a cited sentence is at least this similar to the question.")
+
+
+LLMBackend = Literal["embedded", "openai", "openai-compatible", "ollama", "mock"]
+EmbedBackend = Literal["local", "openai", "openai-compatible"]
+
+
+class LLMSettings(_Group):
+    backend: LLMBackend = Field("embedded", description="mock is a deterministic extractive stand-in for tests.")
+    model: str = Field("qwen2.5-coder-1.5b", description="Preset name or GGUF path (embedded), or the server's model name.")
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(96, ge=1, le=4096)
+    context_window: int = Field(2048, ge=256, le=131072)
+    threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the embedded model (default: all cores).")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(1, ge=0, le=10)
+
+
+class EmbeddingSettings(_Group):
+    backend: EmbedBackend = "local"
+    model: str = Field("all-MiniLM-L6-v2", description="all-MiniLM-L6-v2 (bundled) or a local model folder; the server's model name otherwise.")
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    batch_size: int = Field(64, ge=1, le=2048)
+
+
+class Settings(BaseSettings):
+    """Everything the pipeline reads. Groups mirror the sections of `rag.toml`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    corpus: CorpusSettings = CorpusSettings()
+    chroma: ChromaSettings = ChromaSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    answer: AnswerSettings = AnswerSettings()
+    llm: LLMSettings = LLMSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Where joined model files are kept (outside the repo).")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """Parse the settings file and anchor its relative paths at the file's folder."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the settings file ({exc}).") from exc
+    base = path.resolve().parent
+    for group, key in (("corpus", "path"), ("chroma", "path")):
+        value = data.get(group, {}).get(key) if isinstance(data.get(group), dict) else None
+        if isinstance(value, str):
+            data[group][key] = str((base / Path(value).expanduser()))
+    if isinstance(data.get("cache_dir"), str):
+        data["cache_dir"] = str(base / Path(data["cache_dir"]).expanduser())
+    return data
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    """The settings file in use: --config, else RAG_CONFIG, else ./rag.toml if present."""
+    chosen = explicit or os.environ.get("RAG_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"Settings file {path} does not exist.")
+        return path
+    default = Path.cwd() / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "(settings)"
+    env = "RAG_" + "_".join(str(p) for p in error["loc"][:2]).upper() if error["loc"] else ""
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    hint = f" (settings file or {env})" if env else ""
+    return f"- {field}{shown}: {error['msg']}{hint}"
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The parsed settings file as a pydantic-settings source, ranked below the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from overrides > environment > file > defaults; errors name the field and the allowed values."""
+    path = find_config(config)
+    file_data = _read_file(path) if path else {}
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_: Any):  # type: ignore[override]
+            return init_settings, env_settings, _FileSource(settings_cls, file_data)
+
+    try:
+        loaded = _Loaded(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, path)) from exc
+    return Settings.model_construct(**dict(loaded))
+
+
+def _format_errors(exc: ValidationError, path: Path | None) -> str:
+    where = f" (settings file: {path})" if path else ""
+    lines = [_describe(err) for err in exc.errors()]
+    return f"Invalid configuration{where}:\n" + "\n".join(lines)
