@@ -28,9 +28,10 @@ from rag.citations import (
     strip_markers,
 )
 from rag.engine import Engine
+from rag.grounding import Verdict, judge
 from rag.errors import BackendError, QuestionError
 from rag.retrieve import Retrieval
-from rag.schema import Answer, Passage, RetrievedRef, Timings, Turn
+from rag.schema import Answer, Grounding, Passage, RetrievedRef, Timings, Turn
 
 SYSTEM_PROMPT = (
     "You answer questions about a collection of documents. Use only the numbered passages given with the question. "
@@ -87,10 +88,11 @@ class AnswerStream:
         self.question, self.notices = clean_question(question, engine.settings.answer.max_question_chars)
         self.answer: Answer | None = None
         self.timings = Timings()
+        self.grounding: Grounding | None = None
 
     def __iter__(self) -> Iterator[str]:
         standalone = self._condense()
-        if not content_terms(standalone):
+        if not content_terms(strip_markers(standalone)[0]):
             self.answer = self._refusal(standalone, [], NO_QUESTION, "no question")
             yield NO_QUESTION
             return
@@ -139,10 +141,12 @@ class AnswerStream:
         text, _ = strip_markers(draft)
         if is_refusal(text):
             return self._refusal(question, passages, REFUSAL, "the model found no answer in the passages", draft)
-        attribution = attribute(text, question, passages, self.engine.embed, self.engine.settings.answer.min_support)
-        reason = self._ungrounded(attribution)
-        if reason:
-            return self._refusal(question, passages, REFUSAL, reason, draft)
+        cfg = self.engine.settings.answer
+        attribution = attribute(text, question, passages, self.engine.embed, cfg.min_support)
+        verdict = judge(attribution, question, passages, self.engine.embed, cfg.min_synonym_similarity, cfg.max_uncovered_share)
+        self.grounding = _grounding(attribution, verdict)
+        if not verdict.grounded:
+            return self._refusal(question, passages, REFUSAL, verdict.reason or "", draft)
         reader = cached_source_reader(self.engine.settings.corpus.path)
         citations = make_citations(attribution.sentences, reader)
         return self._result(
@@ -153,21 +157,6 @@ class AnswerStream:
             citations=citations,
             draft=draft if draft.strip() != text else None,
         )
-
-    def _ungrounded(self, attribution: Attribution) -> str | None:
-        """Why the draft cannot be shown as an answer, or None when it is grounded."""
-        cfg = self.engine.settings.answer
-        supported = [s for s in attribution.sentences if s.supported]
-        if not supported:
-            invented = sorted({f for s in attribution.sentences for f in s.unsupported_facts})
-            return f"the answer is not supported by the passages{' (' + ', '.join(invented) + ' not found)' if invented else ''}"
-        invented = sorted({f for s in attribution.sentences for f in s.unsupported_facts})
-        if invented:
-            return f"the answer states facts not in the passages ({', '.join(invented)})"
-        if attribution.question_coverage < cfg.min_question_coverage and attribution.question_similarity < cfg.min_question_similarity:
-            missing = ", ".join(sorted(attribution.missing_terms))
-            return f"the supporting passages do not address the question ({missing} not found)"
-        return None
 
     def _refusal(self, question: str, passages: list[Passage], text: str, reason: str, draft: str | None = None) -> Answer:
         return self._result(question, answer=text, refused=True, passages=passages, reason=reason, draft=draft)
@@ -185,9 +174,19 @@ class AnswerStream:
             standalone_question=question if question != self.question else None,
             draft=draft,
             notices=self.notices,
+            grounding=self.grounding,
             backend=self.engine.backend,
             timings=self.timings,
         )
+
+
+def _grounding(attribution: Attribution, verdict: Verdict) -> Grounding:
+    return Grounding(
+        question_terms=sorted(verdict.question_terms),
+        uncovered_terms=sorted(verdict.uncovered_terms),
+        unsupported_facts=sorted(verdict.unsupported_facts),
+        sentence_support=[s.support[0][1] if s.support else 0.0 for s in attribution.sentences],
+    )
 
 
 def _failure(exc: Exception) -> BackendError:

@@ -228,7 +228,9 @@ def build_embedding(settings: EmbeddingSettings) -> BaseEmbedding:
     """The configured embedding backend; the default is the bundled all-MiniLM-L6-v2."""
     if settings.backend == "local":
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a weight-loading bar on every start is noise
         path = _local_embedding_path(settings.model)
         return HuggingFaceEmbedding(model_name=str(path), device="cpu", embed_batch_size=settings.batch_size)
     raise BackendError(f"Embedding backend '{settings.backend}' is not available yet.")
@@ -258,7 +260,8 @@ class ExtractiveMockLLM(CustomLLM):
     """A deterministic stand-in LLM for tests and demos without a model.
 
     It answers with the passage sentence sharing most words with the question, read from
-    the numbered passages of the prompt. LlamaIndex's MockLLM only echoes the prompt,
+    the numbered passages of the prompt; asked to condense a follow-up, it appends the
+    previous user question. LlamaIndex's MockLLM only echoes the prompt,
     which cannot exercise citation and refusal logic.
     """
 
@@ -284,6 +287,10 @@ class ExtractiveMockLLM(CustomLLM):
 
     @staticmethod
     def _answer(prompt: str) -> str:
+        if "Follow Up Input:" in prompt:  # the condense step: append the previous question
+            follow_up = prompt.split("Follow Up Input:", 1)[1].split("Standalone question:", 1)[0].strip()
+            earlier = re.findall(r"^\s*User: (.+)$", prompt, re.MULTILINE)
+            return f"{follow_up} ({earlier[-1]})" if earlier else follow_up
         question = prompt.rsplit("Question:", 1)[-1].strip().splitlines()[0] if "Question:" in prompt else prompt
         wanted = {w.lower() for w in _WORD.findall(question)} - _STOP
         best, best_score = "", 0

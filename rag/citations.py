@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rag.corpus import CleanText
 from rag.schema import Citation, Passage
 
 REFUSAL = "I couldn't find this in the documents."
@@ -65,6 +66,7 @@ def content_terms(text: str) -> set[str]:
     """Stemmed content words and normalised numbers: what a sentence asserts."""
     stop = _stopwords()
     words = [t for t in tokens(text) if t.lower().replace("’", "'") not in stop]
+    words += [part for t in words if "-" in t for part in t.split("-") if part and part.lower() not in stop]
     numbers = {normalize_number(t) for t in words if t[0].isdigit()}
     stems = set(_stemmer().stemWords([t.lower() for t in words if not t[0].isdigit()]))
     return stems | numbers
@@ -136,9 +138,6 @@ class SentenceSupport:
 @dataclass
 class Attribution:
     sentences: list[SentenceSupport]
-    question_coverage: float
-    question_similarity: float
-    missing_terms: set[str]
 
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -159,24 +158,22 @@ def attribute(
 
     Support mixes lexical coverage (share of the answer sentence's content terms found in
     the passage sentence) and embedding similarity; the best sentence, plus a second one
-    when it adds missing terms, is cited.
+    when it adds missing terms, is cited. Names and numbers found in no passage (nor in the
+    question, which the answer may repeat) are recorded as unsupported.
     """
     candidates = passage_sentences(passages)
     answer_spans = [(s, e) for s, e in split_sentences(answer) if content_terms(answer[s:e])]
     if not candidates or not answer_spans:
-        return Attribution([], 0.0, 0.0, set())
-    texts = [answer[s:e] for s, e in answer_spans] + [c.text for c in candidates] + [question]
-    vectors = embed(texts)
-    a_vecs, c_vecs, q_vec = vectors[: len(answer_spans)], vectors[len(answer_spans) : -1], vectors[-1]
+        return Attribution([])
+    vectors = embed([answer[s:e] for s, e in answer_spans] + [c.text for c in candidates])
+    a_vecs, c_vecs = vectors[: len(answer_spans)], vectors[len(answer_spans) :]
     c_terms = [content_terms(c.text) for c in candidates]
-    all_text = " ".join(p.text for p in passages) + " " + question
+    all_text = " ".join(f"{p.title} {p.text}" for p in passages) + " " + question
     all_facts = key_facts(all_text) | content_terms(all_text)
     results = []
     for (s, e), a_vec in zip(answer_spans, a_vecs):
         results.append(_support(answer[s:e], (s, e), a_vec, candidates, c_vecs, c_terms, all_facts, min_support))
-    cited = [ps for r in results for ps, _ in r.support]
-    q_cov, q_sim, missing = _question_fit(question, cited, q_vec, c_vecs, candidates)
-    return Attribution(results, q_cov, q_sim, missing)
+    return Attribution(results)
 
 
 def _support(
@@ -208,31 +205,6 @@ def _support(
     return result
 
 
-def _question_fit(
-    question: str,
-    cited: list[PassageSentence],
-    q_vec: np.ndarray,
-    c_vecs: np.ndarray,
-    candidates: list[PassageSentence],
-) -> tuple[float, float, set[str]]:
-    """Are the question's key terms found in the passages the answer rests on?
-
-    An answer copied from an unrelated passage ("30,000 lives" for a population question)
-    passes a word-overlap check; the question's own terms then go missing.
-    """
-    terms = content_terms(question)
-    if not terms or not cited:
-        return 0.0, 0.0, terms
-    passages = {id(ps.passage): ps.passage for ps in cited}
-    found: set[str] = set()
-    for passage in passages.values():
-        found |= content_terms(passage.text) | content_terms(passage.title)
-    missing = terms - found
-    index = {id(c): i for i, c in enumerate(candidates)}
-    sims = [float(c_vecs[index[id(ps)]] @ q_vec) for ps in cited if id(ps) in index]
-    return 1 - len(missing) / len(terms), max(sims, default=0.0), missing
-
-
 def insert_markers(answer: str, sentences: Sequence[SentenceSupport]) -> str:
     """Place [n] markers at the end of each supported sentence (before its final punctuation)."""
     out, cursor = [], 0
@@ -251,14 +223,10 @@ def insert_markers(answer: str, sentences: Sequence[SentenceSupport]) -> str:
     return "".join(out).replace("  [", " [")
 
 
-SourceLoader = Callable[[str], tuple[str, object] | None]
+SourceReader = Callable[[str], "tuple[str, CleanText] | None"]
 
 
-def make_citations(
-    sentences: Sequence[SentenceSupport],
-    read_source: Callable[[str], tuple[str, object] | None],
-    min_coverage: float = 0.5,
-) -> list[Citation]:
+def make_citations(sentences: Sequence[SentenceSupport], read_source: SourceReader, min_coverage: float = 0.5) -> list[Citation]:
     """One Citation per (answer sentence, passage sentence), its quote located in the source file."""
     citations: list[Citation] = []
     for item in sentences:
@@ -281,33 +249,29 @@ def make_citations(
     return citations
 
 
-def locate_quote(ps: PassageSentence, read_source: Callable[[str], tuple[str, object] | None]) -> tuple[int | None, int | None, bool]:
-    """The quote's span in the source file, and whether the file really holds it there."""
+def locate_quote(ps: PassageSentence, read_source: SourceReader) -> tuple[int | None, int | None, bool]:
+    """The quote's span in the source file, and whether the file (as it is now) holds it there."""
     source = read_source(ps.passage.source)
-    passage = ps.passage
-    if source is None or passage.start is None:
+    if source is None or ps.passage.start is None or not ps.text:
         return None, None, False
-    raw, cleaned = source
-    offset = passage.start + (ps.passage.text.index(ps.text, ps.start) if ps.text else ps.start)
-    clean_text = cleaned.text  # type: ignore[attr-defined]
-    if clean_text[offset : offset + len(ps.text)] != ps.text:
-        found = clean_text.find(ps.text)
-        if found < 0:
+    _, cleaned = source
+    quote = ps.text
+    offset = ps.passage.start + ps.passage.text.index(quote, ps.start)
+    if cleaned.text[offset : offset + len(quote)] != quote:
+        offset = cleaned.text.find(quote)  # the file changed since indexing: look for the quote again
+        if offset < 0:
             return None, None, False
-        offset = found
-    start, end = cleaned.offsets.span(offset, offset + len(ps.text))  # type: ignore[attr-defined]
-    from rag.corpus import clean_markup
-
-    return start, end, clean_markup(raw[start:end]).text == ps.text
+    start, end = cleaned.offsets.span(offset, offset + len(quote))
+    return start, end, cleaned.offsets.to_clean(start, end) == (offset, offset + len(quote))
 
 
-def cached_source_reader(folder: Path) -> Callable[[str], tuple[str, object] | None]:
+def cached_source_reader(folder: Path) -> SourceReader:
     """Read and clean a corpus file once per answer; None when it vanished or became unreadable."""
     from rag.corpus import read_source
     from rag.errors import CorpusError
 
     @lru_cache(maxsize=64)
-    def read(name: str) -> tuple[str, object] | None:
+    def read(name: str) -> tuple[str, CleanText] | None:
         try:
             return read_source(folder, name)
         except (OSError, CorpusError):

@@ -91,6 +91,36 @@ class OffsetMap:
         """The file span holding cleaned text[start:end]."""
         return self.to_raw_start(start), self.to_raw_end(end)
 
+    def to_clean(self, raw_start: int, raw_end: int) -> tuple[int, int]:
+        """The cleaned-text range whose characters lie inside file[raw_start:raw_end]."""
+        start = self._clean_at_or_after(raw_start)
+        return start, max(start, self._clean_end_at_or_before(raw_end))
+
+    def _clean_at_or_after(self, raw_pos: int) -> int:
+        run = bisect.bisect_right(self.raw_starts, raw_pos) - 1
+        while run > 0 and not self.copied[run] and self.raw_starts[run - 1] == self.raw_starts[run]:
+            run -= 1  # an entity that decoded to several characters: take its first
+        if run >= 0:
+            offset = raw_pos - self.raw_starts[run]
+            if (self.copied[run] and offset < self.lengths[run]) or (not self.copied[run] and offset == 0):
+                return self.clean_starts[run] + offset
+        run += 1
+        while run < len(self.clean_starts) and self.raw_starts[run] < raw_pos:
+            run += 1
+        return self.clean_starts[run] if run < len(self.clean_starts) else self.total
+
+    def _clean_end_at_or_before(self, raw_end: int) -> int:
+        run = bisect.bisect_left(self.raw_starts, raw_end) - 1
+        if run < 0:
+            return 0
+        if self.copied[run]:
+            return self.clean_starts[run] + min(self.lengths[run], raw_end - self.raw_starts[run])
+        return self.clean_starts[run] + 1 if self.raw_ends[run] <= raw_end else self.clean_starts[run]
+
+    @property
+    def total(self) -> int:
+        return self.clean_starts[-1] + self.lengths[-1] if self.clean_starts else 0
+
 
 @dataclass
 class CleanText:

@@ -69,6 +69,15 @@ class Backend(BaseModel):
     embedding: str
 
 
+class Grounding(BaseModel):
+    """The checks behind accepting or refusing a draft answer."""
+
+    question_terms: list[str] = Field(default_factory=list, description="The question's subject words.")
+    uncovered_terms: list[str] = Field(default_factory=list, description="Those found in no cited passage, nor as a synonym.")
+    unsupported_facts: list[str] = Field(default_factory=list, description="Names/numbers of the draft found in no passage.")
+    sentence_support: list[float] = Field(default_factory=list, description="Best support score of each answer sentence.")
+
+
 class Answer(BaseModel):
     """The whole result of asking one question."""
 
@@ -82,5 +91,6 @@ class Answer(BaseModel):
     standalone_question: str | None = Field(None, description="The follow-up rewritten with the history, used for retrieval.")
     draft: str | None = Field(None, description="What the LLM wrote, when it was withheld or changed.")
     notices: list[str] = Field(default_factory=list)
+    grounding: Grounding | None = None
     backend: Backend
     timings: Timings = Field(default_factory=Timings)

@@ -63,8 +63,8 @@ class AnswerSettings(_Group):
     max_question_chars: int = Field(2000, ge=10, le=100000, description="Longer questions are cut, with a notice.")
     history_turns: int = Field(6, ge=0, le=50, description="Earlier messages used to rewrite a follow-up question.")
     min_support: float = Field(0.45, ge=0, le=1, description="Least support score for an answer sentence to be cited.")
-    min_question_coverage: float = Field(0.5, ge=0, le=1, description="Share of the question's terms the cited passages must hold...")
-    min_question_similarity: float = Field(0.5, ge=-1, le=1, description="...unless a cited sentence is at least this similar to the question.")
+    max_uncovered_share: float = Field(0.45, ge=0, le=1, description="Refuse when more of the question's subject words than this are missing from the cited passages.")
+    min_synonym_similarity: float = Field(0.55, ge=-1, le=1, description="A question word counts as found when a passage word is this similar (embeddings).")
 
 
 LLMBackend = Literal["embedded", "openai", "openai-compatible", "ollama", "mock"]

@@ -1,0 +1,218 @@
+"""Scripted evaluation: the test-set format, running cases through the pipeline, and metrics.
+
+Cases are answered by the same `ask` every other door uses, so the scores describe what
+users get. The scorer only reads Answers; it never answers by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rag.errors import ConfigError, RagError
+from rag.schema import Answer, Turn
+
+
+class Case(BaseModel):
+    """One test case, as written in a YAML list or a JSONL line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    reference_answer: str
+    expected_keywords: list[str] = Field(default_factory=list)
+    expected_sources: list[str] = Field(default_factory=list)
+    answerable: bool = True
+    history: list[Turn] = Field(default_factory=list)
+
+
+def load_testset(path: Path) -> list[Case]:
+    """Read a YAML list or JSONL file of cases; errors name the case and the field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read test set {path}: {exc}") from exc
+    raw = _parse_jsonl(text, path) if path.suffix.lower() in (".jsonl", ".ndjson") else _parse_yaml(text, path)
+    cases: list[Case] = []
+    for i, item in enumerate(raw, start=1):
+        try:
+            cases.append(Case.model_validate(item))
+        except ValidationError as exc:
+            label = item.get("id", f"#{i}") if isinstance(item, dict) else f"#{i}"
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{path}: case {label} is invalid: {problems}") from exc
+    ids = [c.id for c in cases]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: duplicate case ids: {', '.join(duplicates)}")
+    if not cases:
+        raise ConfigError(f"{path}: the test set has no cases.")
+    return cases
+
+
+def _parse_yaml(text: str, path: Path) -> list:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: a YAML test set is a list of cases.")
+    return data
+
+
+def _parse_jsonl(text: str, path: Path) -> list:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg}).") from exc
+    return rows
+
+
+def keyword_found(answer: str, keyword: str) -> bool:
+    """An expected keyword is present when any of its |-separated alternatives is (case-insensitive)."""
+    text = answer.lower()
+    return any(alt.strip().lower() in text for alt in keyword.split("|") if alt.strip())
+
+
+class CaseResult(BaseModel):
+    id: str
+    question: str
+    answerable: bool
+    reference_answer: str
+    answer: str
+    refused: bool
+    refusal_reason: str | None = None
+    draft: str | None = None
+    citations: list[dict] = Field(default_factory=list)
+    retrieved_sources: list[str] = Field(default_factory=list)
+    expected_sources: list[str] = Field(default_factory=list)
+    keywords_missing: list[str] = Field(default_factory=list)
+    correct: bool | None = None  # answerable cases
+    refused_correctly: bool | None = None  # unanswerable cases
+    hit: bool | None = None
+    reciprocal_rank: float | None = None
+    citations_valid: int = 0
+    citations_total: int = 0
+    cited_sources_expected: int = 0
+    cited_sources_total: int = 0
+    similarity: float | None = None
+    latency_s: float = 0.0
+    first_token_s: float | None = None
+    error: str | None = None
+    passed: bool = False
+
+
+def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
+    """Every metric's outcome for one case."""
+    retrieved = [r.source for r in answer.retrieved]
+    result = CaseResult(
+        id=case.id,
+        question=case.question,
+        answerable=case.answerable,
+        reference_answer=case.reference_answer,
+        answer=answer.answer,
+        refused=answer.refused,
+        refusal_reason=answer.refusal_reason,
+        draft=answer.draft,
+        citations=[c.model_dump(include={"n", "source", "quote", "start", "end", "verified", "score"}) for c in answer.citations],
+        retrieved_sources=retrieved,
+        expected_sources=case.expected_sources,
+        similarity=similarity,
+        latency_s=answer.timings.total_s,
+        first_token_s=answer.timings.first_token_s,
+        citations_valid=sum(c.verified for c in answer.citations),
+        citations_total=len(answer.citations),
+    )
+    cited = {c.source for c in answer.citations}
+    result.cited_sources_total = len(cited)
+    if case.answerable:
+        result.keywords_missing = [k for k in case.expected_keywords if not keyword_found(answer.answer, k)]
+        result.correct = not answer.refused and not result.keywords_missing
+        result.cited_sources_expected = len(cited & set(case.expected_sources)) if case.expected_sources else len(cited)
+        if case.expected_sources:
+            rank = next((i for i, s in enumerate(retrieved, start=1) if s in case.expected_sources), None)
+            result.hit = rank is not None
+            result.reciprocal_rank = 1 / rank if rank else 0.0
+        result.passed = bool(result.correct)
+    else:
+        result.refused_correctly = answer.refused
+        result.passed = answer.refused
+    return result
+
+
+def _mean(values: Iterable[float | bool | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return round(statistics.fmean(kept), 4) if kept else None
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(float(np.percentile(np.asarray(values), q)), 3)
+
+
+def summarize(results: Sequence[CaseResult]) -> dict:
+    """The report's summary: answer, refusal, retrieval, citation and latency metrics."""
+    answerable = [r for r in results if r.answerable and r.error is None]
+    unanswerable = [r for r in results if not r.answerable and r.error is None]
+    valid = sum(r.citations_valid for r in results)
+    total_citations = sum(r.citations_total for r in results)
+    cited_expected = sum(r.cited_sources_expected for r in answerable)
+    cited_total = sum(r.cited_sources_total for r in answerable)
+    latencies = [r.latency_s for r in results if r.error is None]
+    ttfts = [r.first_token_s for r in results if r.first_token_s is not None]
+    return {
+        "n": len(results),
+        "n_answerable": len(answerable),
+        "n_unanswerable": len(unanswerable),
+        "errors": sum(r.error is not None for r in results),
+        "correct": _mean(r.correct for r in answerable),
+        "refusal_accuracy": _mean(r.refused_correctly for r in unanswerable),
+        "false_refusals": _mean(r.refused for r in answerable),
+        "hit_rate": _mean(r.hit for r in answerable),
+        "mrr": _mean(r.reciprocal_rank for r in answerable),
+        "citation_validity": round(valid / total_citations, 4) if total_citations else None,
+        "source_precision": round(cited_expected / cited_total, 4) if cited_total else None,
+        "semantic_similarity": _mean(r.similarity for r in results),
+        "latency_p50_s": _percentile(latencies, 50),
+        "latency_p95_s": _percentile(latencies, 95),
+        "ttft_p50_s": _percentile(ttfts, 50),
+    }
+
+
+AnswerFn = Callable[[Case], Answer]
+EmbedFn = Callable[[list[str]], np.ndarray]
+
+
+def run_cases(
+    cases: Sequence[Case],
+    answer_fn: AnswerFn,
+    embed: EmbedFn,
+    progress: Callable[[int, int, CaseResult], None] | None = None,
+) -> dict:
+    """Answer and score every case; a failing case is recorded with its error, the run goes on."""
+    results: list[CaseResult] = []
+    for i, case in enumerate(cases, start=1):
+        try:
+            answer = answer_fn(case)
+            vectors = embed([answer.answer, case.reference_answer])
+            result = score(case, answer, round(float(vectors[0] @ vectors[1]), 4))
+        except RagError as exc:
+            result = CaseResult(
+                id=case.id, question=case.question, answerable=case.answerable, reference_answer=case.reference_answer,
+                answer="", refused=False, expected_sources=case.expected_sources, error=str(exc),
+            )
+        results.append(result)
+        if progress:
+            progress(i, len(cases), result)
+    return {"summary": summarize(results), "cases": [r.model_dump() for r in results]}

@@ -1,0 +1,80 @@
+"""Shared fixtures: a temp copy of the corpus, settings pointing at temp folders, and engines.
+
+The embedding model is real (it ships in a package and loads offline); the LLM is the
+deterministic extractive mock unless a test is marked `llm`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from rag.backends import build_embedding, embed_label
+from rag.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_A = "000_ee4045ecc5c71559.txt"  # news brief (no title line, no year)
+SEED_B = "001_1f22d8ffd3c24c03.txt"  # AFP / Moscow Times article
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's rag.toml or RAG_* variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("RAG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    return build_embedding(load_settings().embedding)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    shutil.copytree(SEEDS, folder)
+    return folder
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, corpus: Path) -> Callable[..., Settings]:
+    def make(**groups: dict[str, Any]) -> Settings:
+        base: dict[str, Any] = {
+            "corpus": {"path": str(corpus)},
+            "chroma": {"path": str(tmp_path / "index")},
+            "llm": {"backend": "mock"},
+        }
+        for group, values in groups.items():
+            base.setdefault(group, {}).update(values)
+        return load_settings(overrides=base)
+
+    return make
+
+
+@pytest.fixture
+def mock_engine(make_settings, embedder):
+    from rag.engine import build_engine
+
+    return build_engine(make_settings(), embed_model=embedder)
+
+
+@pytest.fixture(scope="session")
+def real_engine(tmp_path_factory: pytest.TempPathFactory, embedder):
+    """The embedded default model over the seed corpus (loaded once per session)."""
+    from rag.engine import build_engine
+
+    folder = tmp_path_factory.mktemp("real")
+    settings = load_settings(overrides={"corpus": {"path": str(SEEDS)}, "chroma": {"path": str(folder / "index")}})
+    return build_engine(settings, embed_model=embedder)
+
+
+def label(settings: Settings) -> str:
+    return embed_label(settings.embedding)

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from rag.citations import (
+    attribute,
+    content_terms,
+    insert_markers,
+    is_refusal,
+    key_facts,
+    locate_quote,
+    make_citations,
+    split_sentences,
+    strip_markers,
+)
+from rag.corpus import clean_markup
+from rag.schema import Passage
+
+
+def _passage(n: int, text: str, source: str = "a.txt", start: int = 0) -> Passage:
+    return Passage(n=n, node_id=f"{source}::{n}", source=source, text=text, score=0.8, start=start, end=start + len(text))
+
+
+@pytest.fixture
+def embed(embedder):
+    def run(texts):
+        v = np.asarray(embedder.get_text_embedding_batch(texts), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    return run
+
+
+def test_sentences_split_on_lines_and_punctuation():
+    text = "Mr. Putin spoke. He said more!\nSource\nComment (0)"
+    parts = [text[s:e] for s, e in split_sentences(text)]
+    assert parts[-2:] == ["Source", "Comment (0)"]
+    assert "He said more!" in parts
+
+
+def test_model_markers_are_stripped():
+    assert strip_markers("Deputy PMs will meet [1][2]. Soon [3, 4].") == ("Deputy PMs will meet. Soon.", [1, 2, 3, 4])
+
+
+@given(st.lists(st.integers(1, 99), max_size=5), st.text(alphabet="abc .", max_size=40))
+def test_marker_parsing_roundtrip(numbers, text):
+    marked = text + "".join(f"[{n}]" for n in numbers)
+    clean, cited = strip_markers(marked)
+    assert cited == numbers
+    assert "[" not in clean
+
+
+def test_numbers_and_names_are_key_facts():
+    facts = key_facts("The capital is Canberra, with 7.8 million people and 30,000 lives lost.")
+    assert {"canberra", "7.8", "30000"} <= facts
+    assert "the" not in facts
+
+
+def test_refusal_phrases():
+    assert is_refusal("I couldn't find this in the documents.")
+    assert is_refusal("The passages do not mention the population.")
+    assert not is_refusal("Deputy prime ministers will meet next week.")
+
+
+def test_supported_answer_is_attributed_and_marked(embed):
+    passages = [
+        _passage(1, "Talks were held in Moscow. The Russian leader said deputy prime ministers will meet next week."),
+        _passage(2, "The ensuing conflict claimed some 30,000 lives.", source="b.txt"),
+    ]
+    answer = "Deputy prime ministers will meet next week."
+    result = attribute(answer, "Who will meet next week?", passages, embed)
+    [sentence] = result.sentences
+    assert sentence.supported and sentence.support[0][0].passage.n == 1
+    assert sentence.support[0][0].text == "The Russian leader said deputy prime ministers will meet next week."
+    assert insert_markers(answer, result.sentences) == "Deputy prime ministers will meet next week [1]."
+
+
+def test_invented_facts_are_unsupported(embed):
+    passages = [_passage(1, "Armenia and Azerbaijan fought two wars over Nagorno-Karabakh.")]
+    result = attribute("Armenia has a population of 2.9 million.", "What is the population of Armenia?", passages, embed)
+    assert result.sentences[0].unsupported_facts == {"2.9"}
+
+
+def test_quote_located_in_the_source_file(embed):
+    raw = "## Title\n\nBy <u>AFP</u>\n\nThe **ensuing** conflict claimed some 30,000 lives. Other text."
+    cleaned = clean_markup(raw)
+    chunk_start = cleaned.text.index("The ensuing")
+    chunk = cleaned.text[chunk_start:]
+    passages = [_passage(1, chunk, start=chunk_start)]
+    result = attribute("Some 30,000 lives were claimed.", "How many lives did the conflict claim?", passages, embed)
+    [citation] = make_citations(result.sentences, lambda name: (raw, cleaned))
+    assert citation.quote == "The ensuing conflict claimed some 30,000 lives."
+    assert raw[citation.start : citation.end] == "The **ensuing** conflict claimed some 30,000 lives."
+    assert citation.verified
+
+
+def test_quote_not_in_file_is_not_verified(embed):
+    passages = [_passage(1, "The ensuing conflict claimed some 30,000 lives.")]
+    result = attribute("The conflict claimed 30,000 lives.", "How many died?", passages, embed)
+    changed = clean_markup("The file was edited since indexing.")
+    [citation] = make_citations(result.sentences, lambda name: ("x", changed))
+    assert citation.start is None and not citation.verified
+    ps = result.sentences[0].support[0][0]
+    assert locate_quote(ps, lambda name: None) == (None, None, False)
+
+
+def test_content_terms_stem_and_normalise():
+    assert content_terms("Ministers met; 30,000 died.") == {"minist", "met", "30000", "die"}

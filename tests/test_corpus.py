@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import SEED_A, SEED_B
+from rag.corpus import clean_markup, load_corpus
+
+
+def test_markup_residue_removed_but_reader_text_kept():
+    raw = "## Title\n\nBy <u>AFP</u> and **Ilya Pitalev/POOL/TASS** &amp; a [link](http://x.org) <!-- note -->end"
+    clean = clean_markup(raw).text
+    assert clean == "Title\n\nBy AFP and Ilya Pitalev/POOL/TASS & a link end"
+
+
+def test_every_clean_span_maps_back_to_the_file():
+    raw = "By <u>AFP</u> said **bold** &amp; more [text](http://u) done"
+    cleaned = clean_markup(raw)
+    for start in range(len(cleaned.text)):
+        for end in range(start + 1, len(cleaned.text) + 1):
+            s, e = cleaned.offsets.span(start, end)
+            assert cleaned.offsets.to_clean(s, e) == (start, end)
+            if not set(raw[s:e]) & set("<>*&[]()"):
+                assert raw[s:e] == cleaned.text[start:end]  # plain text: the slice is the quote
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["word ", "<u>", "</u>", "**", "&amp;", "[a](b)", "\n## ", "é", " ", ".", "<b x='1'>"]), max_size=30), st.data())
+def test_offset_map_property(parts, data):
+    raw = "".join(parts)
+    cleaned = clean_markup(raw)
+    if not cleaned.text:
+        return
+    start = data.draw(st.integers(0, len(cleaned.text) - 1))
+    end = data.draw(st.integers(start + 1, len(cleaned.text)))
+    s, e = cleaned.offsets.span(start, end)
+    assert 0 <= s < e <= len(raw)
+    assert cleaned.offsets.to_clean(s, e) == (start, end)
+
+
+def test_seed_metadata(corpus: Path):
+    docs = {d.id_: d for d in load_corpus(corpus).documents}
+    b = docs[SEED_B].metadata
+    assert b["title"] == "Armenia, Azerbaijan Optimistic on Normalization at Moscow Talks"
+    assert b["date"] == "2023-05-26"
+    assert b["url"] == "https://www.themoscowtimes.com/2023/05/26/armenia-azerbaijan-optimistic-on-normalization-at-moscow-talks-a81290"
+    a = docs[SEED_A].metadata
+    assert a["title"].startswith("On May 25, in the Russian capital Moscow")
+    assert "date" not in a  # "May 25" without a year is not a date
+    assert "<u>" not in docs[SEED_B].text and "**" not in docs[SEED_B].text
+
+
+def test_bad_files_are_skipped_with_a_reason(corpus: Path):
+    (corpus / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 50)
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "latin1.txt").write_bytes("Café in Yerevan costs 5 €… naïve résumé.".encode("cp1252"))
+    (corpus / "image.png").write_bytes(b"\x89PNG")
+    (corpus / ".hidden.txt").write_text("secret")
+    loaded = load_corpus(corpus)
+    ids = {d.id_ for d in loaded.documents}
+    reasons = {s.file: s.reason for s in loaded.skipped}
+    assert {SEED_A, SEED_B, "latin1.txt"} <= ids
+    assert "binary" in reasons["binary.txt"]
+    assert "no text" in reasons["empty.txt"]
+    assert "unsupported" in reasons["image.png"]
+    assert ".hidden.txt" not in ids and ".hidden.txt" not in reasons
+    latin = next(d for d in loaded.documents if d.id_ == "latin1.txt")
+    assert "Café" in latin.text and "résumé" in latin.text
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path):
+    from rag.errors import CorpusError
+
+    with pytest.raises(CorpusError, match="does not exist"):
+        load_corpus(tmp_path / "nope")

@@ -1,0 +1,61 @@
+"""The grounding check on the failure modes measured with the 1.5B model."""
+
+import numpy as np
+import pytest
+
+from rag.citations import attribute
+from rag.grounding import judge, question_words
+from rag.schema import Passage
+
+PASSAGES = [
+    Passage(n=1, node_id="a", source="b.txt", score=0.6, start=0,
+            text="When the Soviet Union collapsed in 1991, ethnic Armenian separatists in Karabakh broke away from Azerbaijan. The ensuing conflict claimed some 30,000 lives."),
+    Passage(n=2, node_id="b", source="b.txt", score=0.5, start=200,
+            text="Six weeks of hostilities in the fall of 2020 ended with a Russia-brokered ceasefire."),
+    Passage(n=3, node_id="c", source="a.txt", score=0.5, start=0,
+            text="The Russian leader also announced that next week, deputy prime ministers of Russia, Azerbaijan and Armenia will meet."),
+]
+
+
+@pytest.fixture
+def embed(embedder):
+    def run(texts):
+        v = np.asarray(embedder.get_text_embedding_batch(texts), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    return run
+
+
+def verdict(embed, question, draft):
+    return judge(attribute(draft, question, PASSAGES, embed), question, PASSAGES, embed)
+
+
+def test_supported_answer_is_grounded(embed):
+    assert verdict(embed, "Who will meet next week, according to Putin?", "Deputy prime ministers of Russia, Azerbaijan and Armenia will meet.").grounded
+
+
+def test_answer_copied_from_an_unrelated_passage_is_refused(embed):
+    # measured: asked for Armenia's population, the model answered with the death toll
+    v = verdict(embed, "What is the population of Armenia?", "Some 30,000 lives.")
+    assert not v.grounded and "population" in v.reason
+
+
+def test_invented_number_is_refused(embed):
+    v = verdict(embed, "What is the population of Armenia?", "Armenia has a population of about 7.8 million people.")
+    assert not v.grounded and "7.8" in v.unsupported_facts
+
+
+def test_number_lifted_from_another_sentence_is_refused(embed):
+    # "30,000" exists in the passages, but not in the sentence the answer rests on
+    v = verdict(embed, "How long did the fighting in 2020 last?", "The fighting in 2020 lasted six weeks and killed 30,000.")
+    assert not v.grounded
+
+
+def test_paraphrased_question_is_answered(embed):
+    # "autumn" ~ "fall" and "fighting" ~ "hostilities": synonyms count as found
+    assert verdict(embed, "How long did the fighting in autumn 2020 go on?", "Six weeks of hostilities in the fall of 2020.").grounded
+
+
+def test_question_words_skip_answer_types_and_light_verbs():
+    assert set(question_words("How long did the fighting in autumn 2020 go on?")) == {"fighting", "autumn", "2020"}
+    assert set(question_words("On what date did Yerevan ask the ICJ?")) == {"yerevan", "ask", "icj"}
