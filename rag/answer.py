@@ -81,14 +81,17 @@ class AnswerStream:
     the draft is not supported by the passages it is replaced by a refusal.
     """
 
-    def __init__(self, engine: Engine, question: str, history: Sequence[Turn] = ()) -> None:
+    def __init__(self, engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None) -> None:
         self.engine = engine
         self.history = list(history)
+        self.top_k = top_k
         self.started = time.perf_counter()
         self.question, self.notices = clean_question(question, engine.settings.answer.max_question_chars)
         self.answer: Answer | None = None
         self.timings = Timings()
         self.grounding: Grounding | None = None
+        self.model_markers: list[int] = []
+        self.dropped: list[int] = []
 
     def __iter__(self) -> Iterator[str]:
         standalone = self._condense()
@@ -123,7 +126,7 @@ class AnswerStream:
 
     def _retrieve(self, question: str) -> Retrieval:
         t0 = time.perf_counter()
-        retrieval = self.engine.retriever.retrieve(question)
+        retrieval = self.engine.retriever.retrieve(question, self.top_k)
         self.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         return retrieval
 
@@ -138,7 +141,7 @@ class AnswerStream:
                     yield chunk.delta
 
     def _finish(self, question: str, passages: list[Passage], draft: str) -> Answer:
-        text, _ = strip_markers(draft)
+        text, self.model_markers = strip_markers(draft)
         if is_refusal(text):
             return self._refusal(question, passages, REFUSAL, "the model found no answer in the passages", draft)
         cfg = self.engine.settings.answer
@@ -149,6 +152,8 @@ class AnswerStream:
             return self._refusal(question, passages, REFUSAL, verdict.reason or "", draft)
         reader = cached_source_reader(self.engine.settings.corpus.path)
         citations = make_citations(attribution.sentences, reader)
+        kept = {c.n for c in citations}
+        self.dropped = sorted({n for n in self.model_markers if n not in kept})
         return self._result(
             question,
             answer=insert_markers(text, attribution.sentences),
@@ -175,6 +180,7 @@ class AnswerStream:
             draft=draft,
             notices=self.notices,
             grounding=self.grounding,
+            dropped_citations=self.dropped,
             backend=self.engine.backend,
             timings=self.timings,
         )
@@ -218,13 +224,13 @@ def _guard(stream):  # noqa: ANN001, ANN202
         yield chunk
 
 
-def stream_answer(engine: Engine, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
-    return AnswerStream(engine, question, history)
+def stream_answer(engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None) -> AnswerStream:
+    return AnswerStream(engine, question, history, top_k)
 
 
-def ask(engine: Engine, question: str, history: Sequence[Turn] = ()) -> Answer:
+def ask(engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None) -> Answer:
     """Answer one question (consuming the stream)."""
-    stream = AnswerStream(engine, question, history)
+    stream = AnswerStream(engine, question, history, top_k)
     for _ in stream:
         pass
     assert stream.answer is not None

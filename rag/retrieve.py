@@ -60,12 +60,14 @@ class Retriever:
         vector_index = VectorStoreIndex.from_vector_store(index.vector_store, embed_model=index.embed_model)
         self._retriever = vector_index.as_retriever(similarity_top_k=self.settings.candidates)
 
-    def retrieve(self, question: str) -> Retrieval:
+    def retrieve(self, question: str, top_k: int | None = None) -> Retrieval:
+        """Ranked, de-duplicated passages within the budget; `top_k` overrides the setting."""
         hits = self._retriever.retrieve(question)
         passages = [_to_passage(hit) for hit in hits]
         passages.sort(key=lambda p: p.score, reverse=True)
         best = passages[0].score if passages else -1.0
-        return Retrieval(fit_budget(fold_duplicates(passages), self.settings.top_k, self.settings.context_tokens), best)
+        limit = top_k or self.settings.top_k
+        return Retrieval(fit_budget(fold_duplicates(passages), limit, self.settings.context_tokens), best)
 
 
 def _to_passage(hit: NodeWithScore) -> Passage:

@@ -92,5 +92,6 @@ class Answer(BaseModel):
     draft: str | None = Field(None, description="What the LLM wrote, when it was withheld or changed.")
     notices: list[str] = Field(default_factory=list)
     grounding: Grounding | None = None
+    dropped_citations: list[int] = Field(default_factory=list, description="[n] the model wrote that no answer sentence rests on.")
     backend: Backend
     timings: Timings = Field(default_factory=Timings)

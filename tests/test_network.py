@@ -1,6 +1,7 @@
 """With the default settings nothing may connect beyond loopback."""
 
 import ipaddress
+from pathlib import Path
 import socket
 
 import pytest
@@ -66,3 +67,19 @@ def test_the_guard_itself_blocks_lookups(loopback_only):
     with pytest.raises(OSError):
         socket.create_connection(("example.invalid", 80), timeout=1)
     assert loopback_only == ["example.invalid"]
+
+
+def test_app_start_and_question_stay_on_this_machine(loopback_only, monkeypatch, tmp_path, corpus):
+    from streamlit.testing.v1 import AppTest
+
+    from rag.ui import get_engine
+
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+    get_engine.clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.chat_input[0].set_value("Who will meet in Moscow next week?").run()
+    assert not at.exception and len(at.chat_message) == 2
+    assert loopback_only == []

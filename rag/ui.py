@@ -1,0 +1,215 @@
+"""Streamlit drawing: Answers, sources, the sidebar. No retrieval or prompt logic here.
+
+Document and model text is never trusted as markup: it is backslash-escaped for markdown
+or HTML-escaped for st.html, so a `<script>` or a markdown link in a document shows as text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import streamlit as st
+
+from rag.corpus import read_source
+from rag.engine import Engine, build_engine
+from rag.errors import RagError
+from rag.schema import Answer, Citation, Passage
+from rag.settings import Settings
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'^%])")
+DOC_WINDOW = 6_000  # characters of a long document shown on each side of the quote
+
+
+def escape_md(text: str) -> str:
+    """Text shown literally by st.markdown: every markdown/HTML-significant character escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def highlight(text: str, spans: list[tuple[int, int]]) -> str:
+    """HTML-escaped text with the given character spans wrapped in <mark>."""
+    out, cursor = [], 0
+    for start, end in sorted(spans):
+        start = max(start, cursor)
+        if start >= end:
+            continue
+        out.append(html.escape(text[cursor:start]))
+        out.append(f"<mark>{html.escape(text[start:end])}</mark>")
+        cursor = end
+    out.append(html.escape(text[cursor:]))
+    return "".join(out)
+
+
+def _quote_spans(text: str, quotes: list[str]) -> list[tuple[int, int]]:
+    spans = []
+    for quote in quotes:
+        at = text.find(quote)
+        if at >= 0:
+            spans.append((at, at + len(quote)))
+    return spans
+
+
+def _box(inner: str) -> str:
+    style = "white-space: pre-wrap; font-size: 0.9rem; line-height: 1.45;"
+    return f'<div class="rag-snippet" style="{style}">{inner}</div>'
+
+
+@st.cache_resource(show_spinner="Loading the models and the index (first start only)…")
+def get_engine(settings_json: str) -> Engine:
+    """One Engine per settings, shared by every session; the LLM is loaded here too."""
+    settings = Settings.model_validate_json(settings_json)
+    engine = build_engine(settings)
+    engine.llm  # noqa: B018 - load the model now, behind the spinner, not on the first question
+    return engine
+
+
+@dataclass
+class ViewOptions:
+    top_k: int
+    show_context: bool
+    corpus: Path
+
+
+def stream_escaped(deltas: Iterator[str]) -> Iterator[str]:
+    for delta in deltas:
+        yield escape_md(delta)
+
+
+def draw_answer(answer: Answer, key: str, options: ViewOptions) -> None:
+    """The final answer: text with [n] markers, then its sources (or the refusal and closest passages)."""
+    if answer.refused:
+        draw_refusal(answer, key)
+    else:
+        st.markdown(escape_md(answer.answer))
+        draw_sources(answer, key, options.corpus)
+    for notice in answer.notices:
+        st.caption(escape_md(notice))
+    if options.show_context and answer.passages:
+        with st.expander(f"Retrieved context ({len(answer.passages)} passages)"):
+            for p in answer.passages:
+                st.caption(escape_md(f"[{p.n}] {p.source} · relevance {p.score:.2f}"))
+                st.html(_box(html.escape(p.text)))
+    timing = answer.timings
+    first = f"first token {timing.first_token_s:.1f} s · " if timing.first_token_s is not None else ""
+    st.caption(escape_md(f"{answer.backend.llm} · {first}total {timing.total_s:.1f} s"))
+
+
+def draw_refusal(answer: Answer, key: str) -> None:
+    st.warning(escape_md(answer.answer), icon="🔎")
+    if answer.refusal_reason and answer.refusal_reason != "no question":
+        st.caption(escape_md(f"Why: {answer.refusal_reason}."))
+    if answer.draft:
+        with st.expander("What the model drafted (withheld: not supported by the documents)"):
+            st.html(_box(html.escape(answer.draft)))
+    if answer.passages and answer.refusal_reason != "no question":
+        st.markdown("**Closest passages**")
+        for p in answer.passages[:3]:
+            with st.expander(escape_md(f"{p.title or p.source} — {p.source} · relevance {p.score:.2f}")):
+                st.html(_box(html.escape(p.text)))
+
+
+def _label(passage: Passage | Citation, n: int, verified: bool, score: float | None) -> str:
+    title = passage.title or passage.source
+    status = "✅ verified" if verified else "⚠️ not verified"
+    rel = f" · relevance {score:.2f}" if score is not None else ""
+    return f"[{n}] {title} — {passage.source}{rel} · {status}"
+
+
+def draw_sources(answer: Answer, key: str, corpus: Path) -> None:
+    """One expander per cited passage: metadata, the chunk with the cited quote highlighted, the document."""
+    by_n: dict[int, list[Citation]] = {}
+    for c in answer.citations:
+        by_n.setdefault(c.n, []).append(c)
+    passages = {p.n: p for p in answer.passages}
+    if by_n:
+        st.markdown("**Sources**")
+    for n, cites in sorted(by_n.items()):
+        passage = passages.get(n)
+        verified = all(c.verified for c in cites)
+        doc_key = f"doc-{key}-{n}"
+        label = escape_md(_label(passage or cites[0], n, verified, passage.score if passage else None))
+        with st.expander(label, expanded=bool(st.session_state.get(doc_key))):  # stays open across the rerun
+            if passage is not None:
+                _draw_metadata(passage)
+            text = cites[0].text
+            st.html(_box(highlight(text, _quote_spans(text, [c.quote for c in cites]))))
+            if not verified:
+                st.caption("⚠️ The quote could not be confirmed in the source file as it is now, or supports the sentence only weakly.")
+            if st.toggle("Show the whole document", key=doc_key):
+                draw_document(corpus, cites)
+    for n in answer.dropped_citations:
+        st.caption(escape_md(f"⚠️ The model cited [{n}], but no sentence of the answer rests on it: dropped."))
+
+
+def _draw_metadata(passage: Passage) -> None:
+    bits = [f"File: {passage.source}"]
+    if passage.date:
+        bits.append(f"Date: {passage.date}")
+    st.caption(escape_md(" · ".join(bits)))
+    if passage.url and passage.url.startswith(("http://", "https://")):
+        st.html(f'<a href="{html.escape(passage.url, quote=True)}" target="_blank" rel="noopener noreferrer">{html.escape(passage.url)}</a>')
+    if passage.also_in:
+        st.caption(escape_md(f"Also stated in: {', '.join(passage.also_in)}"))
+
+
+def draw_document(corpus: Path, cites: list[Citation]) -> None:
+    """The whole source document (as a reader sees it) with the cited spans highlighted."""
+    try:
+        _, cleaned = read_source(corpus, cites[0].source)
+    except (OSError, RagError) as exc:
+        st.error(escape_md(f"The source file cannot be opened now: {exc}"))
+        return
+    spans = [cleaned.offsets.to_clean(c.start, c.end) for c in cites if c.start is not None and c.end is not None]
+    text, shift = cleaned.text, 0
+    if len(text) > 2 * DOC_WINDOW and spans:
+        first, last = min(s for s, _ in spans), max(e for _, e in spans)
+        shift = max(0, first - DOC_WINDOW)
+        text = text[shift : last + DOC_WINDOW]
+        st.caption(f"Showing characters {shift:,}–{shift + len(text):,} of a {len(cleaned.text):,}-character document, around the quote.")
+    st.caption(escape_md(f"Quote at characters {cites[0].start}–{cites[0].end} of the file."))
+    st.html(_box(highlight(text, [(s - shift, e - shift) for s, e in spans])))
+
+
+def draw_corpus(engine: Engine) -> None:
+    counts = engine.index.chunk_counts()
+    docs = engine.index.documents()
+    st.caption(escape_md(f"{len(counts)} documents · {sum(counts.values())} chunks"))
+    for name, count in sorted(counts.items()):
+        title = docs[name].metadata.get("title", name) if name in docs else name
+        st.markdown(escape_md(f"{name} ({count} chunks)") + f"  \n<small>{html.escape(title)}</small>", unsafe_allow_html=True)
+
+
+def reindex(engine: Engine) -> None:
+    bar = st.progress(0.0, text="Indexing the corpus…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Indexed {done} of {total} changed documents")
+
+    try:
+        report = engine.ingest(progress=progress)
+    except RagError as exc:
+        bar.empty()
+        st.error(escape_md(str(exc)))
+        return
+    bar.progress(1.0, text="Done")
+    st.success(escape_md(report.summary()))
+    for item in report.skipped:
+        st.caption(escape_md(f"Skipped {item.file}: {item.reason}"))
+
+
+def error_box(exc: Exception, hint: str = "") -> None:
+    message = str(exc) if isinstance(exc, RagError) else f"Unexpected error: {type(exc).__name__}: {exc}"
+    st.error(escape_md(message + (f"\n\n{hint}" if hint else "")))
+
+
+def guarded(fn: Callable[[], object], hint: str = "") -> object | None:
+    """Run fn; show a clear st.error instead of a traceback when it fails."""
+    try:
+        return fn()
+    except Exception as exc:  # the UI must never show a traceback
+        error_box(exc, hint)
+        return None
+

@@ -1,0 +1,81 @@
+"""The chat window: draws Answers from the rag pipeline. No retrieval or prompt logic here."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from rag.answer import stream_answer
+from rag.errors import RagError
+from rag.schema import Turn
+from rag.settings import load_settings
+from rag.ui import ViewOptions, draw_answer, draw_corpus, error_box, escape_md, get_engine, reindex, stream_escaped
+
+st.set_page_config(page_title="Ask the documents", page_icon="📚", layout="wide")
+
+try:
+    settings = load_settings()
+except RagError as exc:
+    error_box(exc, "Fix the setting named above in rag.toml or the environment, then reload the page.")
+    st.stop()
+
+try:
+    engine = get_engine(settings.model_dump_json())
+except RagError as exc:
+    error_box(exc, "Fix the problem above, then reload the page.")
+    st.stop()
+
+if "messages" not in st.session_state:
+    st.session_state.messages = []
+
+with st.sidebar:
+    st.header("📚 Ask the documents")
+    st.caption(escape_md(f"LLM: {engine.backend.llm}"))
+    st.caption(escape_md(f"Embeddings: {engine.backend.embedding}"))
+    if st.button("New chat", icon="🗨️", use_container_width=True):
+        st.session_state.messages = []
+    top_k = st.slider("Passages per answer (top-k)", 1, 12, settings.retrieval.top_k)
+    show_context = st.toggle("Show retrieved context", value=False)
+    st.divider()
+    st.subheader("Corpus")
+    st.caption(escape_md(str(settings.corpus.path)))
+    if st.button("Re-index corpus", icon="🔄", use_container_width=True):
+        reindex(engine)
+    draw_corpus(engine)
+
+options = ViewOptions(top_k=top_k, show_context=show_context, corpus=settings.corpus.path)
+question = st.chat_input("Ask about the documents…")
+
+if not st.session_state.messages and not question:
+    st.info("Ask a question about the documents. Every answer cites the passages it rests on; "
+            "when the documents do not hold the answer, the bot says so.")
+
+for i, message in enumerate(st.session_state.messages):
+    with st.chat_message(message["role"]):
+        if message.get("answer") is not None:
+            draw_answer(message["answer"], str(i), options)
+        else:
+            st.markdown(escape_md(message["content"]))
+
+if question:
+    history = [Turn(role=m["role"], content=m["content"]) for m in st.session_state.messages]
+    with st.chat_message("user"):
+        st.markdown(escape_md(question))
+    with st.chat_message("assistant"):
+        placeholder = st.empty()
+        try:
+            stream = stream_answer(engine, question, history, top_k=top_k)
+            with placeholder.container():
+                st.write_stream(stream_escaped(iter(stream)))
+            answer = stream.answer
+        except Exception as exc:  # shown as st.error; the chat history stays
+            placeholder.empty()
+            error_box(exc, "The question was not answered; the conversation is kept. Try again.")
+            answer = None
+        if answer is not None:
+            placeholder.empty()
+            with placeholder.container():
+                draw_answer(answer, str(len(st.session_state.messages) + 1), options)
+            st.session_state.messages += [
+                {"role": "user", "content": question, "answer": None},
+                {"role": "assistant", "content": answer.answer, "answer": answer},
+            ]

@@ -1,0 +1,125 @@
+"""The Streamlit chat driven headless by AppTest, with the mock LLM."""
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path, corpus):
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+    from rag.ui import get_engine
+
+    get_engine.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def plain(text: str) -> str:
+    """Markdown as a reader sees it: the app backslash-escapes all document and model text."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def _texts(at) -> str:
+    return plain(" ".join([m.value for m in at.markdown] + [h.proto.body for h in at.html] + [c.value for c in at.caption]))
+
+
+def test_question_gets_an_answer_with_highlighted_verified_source(app):
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    messages = app.chat_message
+    assert [m.name for m in messages] == ["user", "assistant"]
+    text = _texts(app)
+    assert "transport links" in text and "[1]" in text
+    expanders = [e for e in app.expander if plain(e.label).startswith("[1]")]
+    assert expanders and "✅ verified" in expanders[0].label and "001_1f22d8ffd3c24c03.txt" in plain(expanders[0].label)
+    snippet = " ".join(h.proto.body for h in app.html)
+    assert "<mark>He said Yerevan was ready &quot;to unblock all the transport links" in snippet
+
+
+def test_follow_up_and_new_chat(app):
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    _ask(app, "What did he say about progress?")
+    assert len(app.chat_message) == 4
+    assert "making good progress" in _texts(app)
+    [new_chat] = [b for b in app.sidebar.button if b.label == "New chat"]
+    new_chat.click().run()
+    assert len(app.chat_message) == 0
+
+
+def test_refusal_is_shown_as_such_with_closest_passages(app):
+    _ask(app, "What is the population of Armenia?")
+    assert app.warning and "couldn't find this in the documents" in plain(app.warning[0].value)
+    assert any("Closest passages" in m.value for m in app.markdown)
+
+
+def test_sidebar_lists_corpus_and_reindexes(app):
+    sidebar = plain(" ".join(m.value for m in app.sidebar.markdown) + " ".join(c.value for c in app.sidebar.caption))
+    assert "000_ee4045ecc5c71559.txt (11 chunks)" in sidebar and "2 documents" in sidebar
+    [reindex] = [b for b in app.sidebar.button if b.label == "Re-index corpus"]
+    reindex.click().run()
+    assert app.success and "2 unchanged" in plain(app.success[0].value)
+
+
+def test_backend_failure_shows_error_and_keeps_history(app, monkeypatch):
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    from rag.ui import get_engine
+    from rag.settings import load_settings
+
+    engine = get_engine(load_settings().model_dump_json())
+
+    class Down:
+        def chat(self, messages):
+            raise ConnectionError("Connection refused (http://127.0.0.1:9/v1)")
+
+        stream_chat = chat
+
+    good, engine._llm = engine._llm, Down()
+    try:
+        _ask(app, "Who will meet in Moscow next week?")
+    finally:
+        engine._llm = good
+    assert app.error and "Connection refused" in plain(app.error[0].value)
+    assert len(app.chat_message) >= 2  # the earlier answer is still there
+
+
+def test_bad_configuration_is_an_error_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAG_LLM_BACKEND", "nonsense")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.error and "llm.backend" in plain(at.error[0].value)
+
+
+def test_document_markup_is_inert(monkeypatch, tmp_path):
+    corpus = tmp_path / "evil"
+    corpus.mkdir()
+    (corpus / "evil.txt").write_text(
+        "The launch code is <script>alert('x')</script> kept in [the vault](http://evil.example). "
+        "The vault door uses <img src=x onerror=alert(1)> a lock &amp; key.\n", encoding="utf-8")
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+    from rag.ui import get_engine
+
+    get_engine.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    _ask(at, "Where is the launch code kept?")
+    html_out = " ".join(h.proto.body for h in at.html)
+    assert "<script" not in html_out and "<img" not in html_out
+    md = " ".join(m.value for m in at.markdown)
+    assert "](http" not in md.replace("\\]\\(http", "")  # links only as escaped text
