@@ -8,7 +8,7 @@ from rag.answer import stream_answer
 from rag.errors import RagError
 from rag.schema import Turn
 from rag.settings import load_settings
-from rag.ui import ViewOptions, draw_answer, draw_corpus, error_box, escape_md, get_engine, reindex, stream_escaped
+from rag.ui import ViewOptions, choose_llm, draw_answer, draw_corpus, error_box, escape_md, get_engine, reindex, stream_escaped
 
 st.set_page_config(page_title="Ask the documents", page_icon="📚", layout="wide")
 
@@ -18,17 +18,24 @@ except RagError as exc:
     error_box(exc, "Fix the setting named above in rag.toml or the environment, then reload the page.")
     st.stop()
 
-try:
-    engine = get_engine(settings.model_dump_json())
-except RagError as exc:
-    error_box(exc, "Fix the problem above, then reload the page.")
-    st.stop()
-
 if "messages" not in st.session_state:
     st.session_state.messages = []
 
 with st.sidebar:
     st.header("📚 Ask the documents")
+    try:
+        settings = choose_llm(settings)
+    except RagError as exc:
+        error_box(exc, "Fix the backend settings above.")
+        st.stop()
+
+try:
+    engine = get_engine(settings)
+except RagError as exc:
+    error_box(exc, "Fix the problem above (or pick another backend in the sidebar), then try again.")
+    st.stop()
+
+with st.sidebar:
     st.caption(escape_md(f"LLM: {engine.backend.llm}"))
     st.caption(escape_md(f"Embeddings: {engine.backend.embedding}"))
     if st.button("New chat", icon="🗨️", use_container_width=True):

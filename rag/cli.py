@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="chat in the terminal (follow-ups use the history)")
     _common(p)
+
+    p = sub.add_parser("doctor", help="print the configuration and check every backend")
+    _common(p)
     return parser
 
 
@@ -83,8 +86,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from rag.index import ingest, open_index
 
     settings = _settings(args)
-    embedder = build_embedding(settings.embedding)
-    index = open_index(settings, embedder, embed_label(settings.embedding))
+    embedder = build_embedding(settings.embed)
+    index = open_index(settings, embedder, embed_label(settings.embed))
     _, report = ingest(index, rebuild_first=args.rebuild, on_wait=lambda msg: print(msg, file=sys.stderr, flush=True))
     for label, names in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):
         for name in names:
@@ -190,7 +193,27 @@ def cmd_chat(args: argparse.Namespace) -> int:
         history += [Turn(role="user", content=question), Turn(role="assistant", content=answer.answer)]
 
 
-COMMANDS = {"ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat}
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from rag.doctor import describe, run_checks
+    from rag.settings import find_config
+
+    settings = _settings(args)
+    print(f"Settings file: {find_config(args.config) or '(none: defaults and environment)'}")
+    print(describe(settings))
+    print()
+    healthy = True
+    for check in run_checks(settings):
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}", flush=True)
+        if not check.ok:
+            healthy = False
+            if check.fix:
+                print(f"       fix: {check.fix}")
+    print("\nAll checks passed." if healthy else "\nSome checks failed.")
+    return 0 if healthy else 1
+
+
+COMMANDS = {"ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

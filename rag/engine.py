@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import LLM
 
-from rag.backends import build_embedding, build_llm, embed_label, llm_label
+from rag.backends import build_embedding, build_llm, embed_label, generation_lock, llm_label
 from rag.index import Index, IngestReport, ingest, open_index
 from rag.retrieve import Retriever
 from rag.schema import Backend
@@ -27,7 +27,6 @@ class Engine:
     index: Index
     llm_factory: Callable[[], LLM]
     retriever: Retriever
-    generation_lock: threading.Lock = field(default_factory=threading.Lock)
     first_ingest: IngestReport | None = None
     _llm: LLM | None = None
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,12 +40,17 @@ class Engine:
             return self._llm
 
     @property
+    def generation_lock(self) -> Any:
+        """Queue calls to an in-process model (not thread-safe); a server takes them concurrently."""
+        return generation_lock(self.llm)
+
+    @property
     def embed_model(self) -> BaseEmbedding:
         return self.index.embed_model
 
     @property
     def backend(self) -> Backend:
-        return Backend(llm=llm_label(self.settings.llm), embedding=self.index.embed_label)
+        return Backend(llm=llm_label(self.settings.llm, self._llm), embedding=self.index.embed_label)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length embeddings of `texts`, for citation matching."""
@@ -68,8 +72,8 @@ def build_engine(
     auto_ingest: bool = True,
 ) -> Engine:
     """Open the index (ingesting the corpus when the index is empty) and prepare the LLM."""
-    embedder = embed_model or build_embedding(settings.embedding)
-    index = open_index(settings, embedder, embed_label(settings.embedding))
+    embedder = embed_model or build_embedding(settings.embed)
+    index = open_index(settings, embedder, embed_label(settings.embed))
     index.check_embedding()
     engine = Engine(
         settings=settings,

@@ -73,7 +73,7 @@ EmbedBackend = Literal["local", "openai", "openai-compatible"]
 
 class LLMSettings(_Group):
     backend: LLMBackend = Field("embedded", description="mock is a deterministic extractive stand-in for tests.")
-    model: str = Field("qwen2.5-coder-1.5b", description="Preset name or GGUF path (embedded), or the server's model name.")
+    model: str | None = Field(None, description="Embedded: preset or GGUF path (default qwen2.5-coder-1.5b); openai: default gpt-4o-mini; servers: the model name (openai-compatible: the first one listed).")
     base_url: str | None = None
     api_key: SecretStr | None = None
     temperature: float = Field(0.0, ge=0, le=2)
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()
     llm: LLMSettings = LLMSettings()
-    embedding: EmbeddingSettings = EmbeddingSettings()
+    embed: EmbeddingSettings = EmbeddingSettings()
     cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Where joined model files are kept (outside the repo).")
 
     @classmethod

@@ -6,6 +6,7 @@ or HTML-escaped for st.html, so a `<script>` or a markdown link in a document sh
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from dataclasses import dataclass
@@ -13,12 +14,16 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import streamlit as st
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.llms import LLM
+from pydantic import SecretStr
 
+from rag.backends import build_embedding, build_llm
 from rag.corpus import read_source
 from rag.engine import Engine, build_engine
 from rag.errors import RagError
 from rag.schema import Answer, Citation, Passage
-from rag.settings import Settings
+from rag.settings import EmbeddingSettings, Settings, load_settings
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'^%])")
 DOC_WINDOW = 6_000  # characters of a long document shown on each side of the quote
@@ -57,13 +62,47 @@ def _box(inner: str) -> str:
     return f'<div class="rag-snippet" style="{style}">{inner}</div>'
 
 
-@st.cache_resource(show_spinner="Loading the models and the index (first start only)…")
-def get_engine(settings_json: str) -> Engine:
-    """One Engine per settings, shared by every session; the LLM is loaded here too."""
-    settings = Settings.model_validate_json(settings_json)
-    engine = build_engine(settings)
-    engine.llm  # noqa: B018 - load the model now, behind the spinner, not on the first question
-    return engine
+def _cache_key(model) -> str:  # noqa: ANN001
+    """A settings object's identity for st.cache_resource, secrets included (as a hash), never shown."""
+    secrets = [v.get_secret_value() for v in _secrets(model)]
+    return model.model_dump_json() + hashlib.sha256("\0".join(secrets).encode()).hexdigest()
+
+
+def _secrets(model) -> list:  # noqa: ANN001
+    found = []
+    for value in dict(model).values():
+        if isinstance(value, SecretStr):
+            found.append(value)
+        elif hasattr(value, "model_dump"):
+            found.extend(_secrets(value))
+    return found
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def _embedder(key: str, _settings: EmbeddingSettings) -> BaseEmbedding:
+    return build_embedding(_settings)
+
+
+@st.cache_resource(show_spinner="Loading the language model (first start only)…")
+def _llm(key: str, _settings: Settings) -> LLM:
+    return build_llm(_settings.llm, _settings.cache_dir)
+
+
+@st.cache_resource(show_spinner="Opening the index…")
+def _engine(key: str, _settings: Settings) -> Engine:
+    embedder = _embedder(_cache_key(_settings.embed), _settings.embed)
+    llm = _llm(_cache_key(_settings.llm) + str(_settings.cache_dir), _settings)
+    return build_engine(_settings, llm=llm, embed_model=embedder)
+
+
+def get_engine(settings: Settings) -> Engine:
+    """One Engine per configuration, shared by every session; the models are loaded once each."""
+    return _engine(_cache_key(settings), settings)
+
+
+def clear_caches() -> None:
+    for cached in (_embedder, _llm, _engine):
+        cached.clear()
 
 
 @dataclass
@@ -171,6 +210,30 @@ def draw_document(corpus: Path, cites: list[Citation]) -> None:
         st.caption(f"Showing characters {shift:,}–{shift + len(text):,} of a {len(cleaned.text):,}-character document, around the quote.")
     st.caption(escape_md(f"Quote at characters {cites[0].start}–{cites[0].end} of the file."))
     st.html(_box(highlight(text, [(s - shift, e - shift) for s, e in spans])))
+
+
+LLM_CHOICES = ["embedded", "openai-compatible", "ollama", "openai"]
+
+
+def choose_llm(settings: Settings) -> Settings:
+    """The sidebar's backend selector: the configured backend unless the user picks another."""
+    choices = LLM_CHOICES + ([settings.llm.backend] if settings.llm.backend not in LLM_CHOICES else [])
+    with st.expander("Language model"):
+        backend = st.selectbox("Backend", choices, index=choices.index(settings.llm.backend), key="llm_backend")
+        same = backend == settings.llm.backend
+        model = st.text_input("Model", value=(settings.llm.model or "") if same else "", key=f"llm_model_{backend}",
+                              placeholder={"embedded": "qwen2.5-coder-1.5b", "openai": "gpt-4o-mini",
+                                           "openai-compatible": "first model the server lists"}.get(backend, "required"))
+        url = st.text_input("Base URL", value=(settings.llm.base_url or "") if same else "", key=f"llm_url_{backend}",
+                            placeholder={"openai-compatible": "http://127.0.0.1:8080/v1", "ollama": "http://127.0.0.1:11434"}.get(backend, ""),
+                            disabled=backend in ("embedded", "mock"))
+        key = st.text_input("API key", type="password", key=f"llm_key_{backend}", disabled=backend in ("embedded", "mock", "ollama"))
+    if same and not model and not url and not key:
+        return settings
+    override: dict = {"backend": backend, "model": model or None, "base_url": url or None}
+    if key:
+        override["api_key"] = key
+    return load_settings(overrides={"llm": override})
 
 
 def draw_corpus(engine: Engine) -> None:

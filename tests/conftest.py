@@ -34,7 +34,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def embedder():
-    return build_embedding(load_settings().embedding)
+    return build_embedding(load_settings().embed)
 
 
 @pytest.fixture
@@ -77,4 +77,4 @@ def real_engine(tmp_path_factory: pytest.TempPathFactory, embedder):
 
 
 def label(settings: Settings) -> str:
-    return embed_label(settings.embedding)
+    return embed_label(settings.embed)

@@ -14,9 +14,9 @@ def app(monkeypatch, tmp_path, corpus):
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
     monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
-    from rag.ui import get_engine
+    from rag.ui import clear_caches
 
-    get_engine.clear()
+    clear_caches()
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     assert not at.exception, at.exception
@@ -79,7 +79,7 @@ def test_backend_failure_shows_error_and_keeps_history(app, monkeypatch):
     from rag.ui import get_engine
     from rag.settings import load_settings
 
-    engine = get_engine(load_settings().model_dump_json())
+    engine = get_engine(load_settings())
 
     class Down:
         def chat(self, messages):
@@ -113,9 +113,9 @@ def test_document_markup_is_inert(monkeypatch, tmp_path):
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
     monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
-    from rag.ui import get_engine
+    from rag.ui import clear_caches
 
-    get_engine.clear()
+    clear_caches()
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     _ask(at, "Where is the launch code kept?")
@@ -123,3 +123,14 @@ def test_document_markup_is_inert(monkeypatch, tmp_path):
     assert "<script" not in html_out and "<img" not in html_out
     md = " ".join(m.value for m in at.markdown)
     assert "](http" not in md.replace("\\]\\(http", "")  # links only as escaped text
+
+
+def test_sidebar_switches_the_llm_backend_and_reports_a_down_server(app):
+    app.selectbox(key="llm_backend").set_value("openai-compatible").run()
+    app.text_input(key="llm_url_openai-compatible").set_value("http://127.0.0.1:9/v1").run()
+    assert not app.exception
+    assert app.error and "Cannot connect to the server at http://127.0.0.1:9/v1" in plain(app.error[0].value)
+    app.selectbox(key="llm_backend").set_value("mock").run()
+    assert not app.error
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    assert "transport links" in _texts(app)

@@ -72,12 +72,12 @@ def test_the_guard_itself_blocks_lookups(loopback_only):
 def test_app_start_and_question_stay_on_this_machine(loopback_only, monkeypatch, tmp_path, corpus):
     from streamlit.testing.v1 import AppTest
 
-    from rag.ui import get_engine
+    from rag.ui import clear_caches
 
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
     monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
-    get_engine.clear()
+    clear_caches()
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=120)
     at.run()
     at.chat_input[0].set_value("Who will meet in Moscow next week?").run()

@@ -9,8 +9,10 @@ from rag.settings import load_settings
 def test_defaults_are_the_offline_embedded_setup():
     s = load_settings()
     assert s.llm.backend == "embedded"
-    assert s.llm.model == "qwen2.5-coder-1.5b"
-    assert s.embedding.backend == "local"
+    from rag.backends import model_name
+
+    assert s.llm.model is None and model_name(s.llm) == "qwen2.5-coder-1.5b"
+    assert s.embed.backend == "local"
     assert s.chroma.mode == "embedded"
     assert s.corpus.path == Path("seeds")
 
