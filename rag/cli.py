@@ -16,6 +16,9 @@ from rag.settings import Settings, load_settings
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags given on the command line, nested as the settings file nests them."""
     pairs = {
+        ("eval", "judge_backend"): getattr(args, "judge_llm", None),
+        ("eval", "judge_model"): getattr(args, "judge_model", None),
+        ("eval", "judge_base_url"): getattr(args, "judge_base_url", None),
         ("corpus", "path"): getattr(args, "corpus", None),
         ("chroma", "path"): getattr(args, "index", None),
         ("llm", "backend"): getattr(args, "llm", None),
@@ -60,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="print the configuration and check every backend")
     _common(p)
+
+    p = sub.add_parser("eval", help="run a test set and score the answers")
+    _common(p)
+    p.add_argument("--testset", type=Path, help="YAML list or JSONL of cases (default: eval.testset)")
+    p.add_argument("--json-out", type=Path, help="write the JSON report here")
+    p.add_argument("--html-out", type=Path, help="write the HTML report here")
+    p.add_argument("--limit", type=int, help="only the first N cases")
+    p.add_argument("--compare", type=Path, help="a JSON report (e.g. the starter baseline) to show side by side")
+    p.add_argument("--gate", action="store_true", help="exit 1 when a metric is outside eval.thresholds")
+    p.add_argument("--judge-llm", help="LLM-as-judge backend (enables faithfulness/correctness metrics)")
+    p.add_argument("--judge-model", help="the judge's model")
+    p.add_argument("--judge-base-url", help="the judge's server")
     return parser
 
 
@@ -213,7 +228,64 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
-COMMANDS = {"ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "doctor": cmd_doctor}
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rag.backends import build_llm
+    from rag.evaluate import check_thresholds, evaluate, llm_judge, load_testset
+    from rag.report import METRICS, render_html
+
+    settings = _settings(args)
+    path = args.testset or settings.eval.testset
+    cases = load_testset(path)[: args.limit] if args.limit else load_testset(path)
+    engine = _engine(settings)
+    judge_settings = settings.eval.judge()
+    judge = llm_judge(build_llm(judge_settings, settings.cache_dir)) if judge_settings else None
+    bar = tqdm(total=len(cases), unit="case", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, total: int, result) -> None:  # noqa: ANN001
+        bar.update(1)
+        bar.set_postfix_str(f"{result.id}: {'pass' if result.passed else 'FAIL'}")
+
+    report = evaluate(engine, cases, progress, judge)
+    bar.close()
+    report["testset"] = str(path)
+    baseline = json.loads(args.compare.read_text(encoding="utf-8")) if args.compare else None
+    print(summary_table(report, baseline, METRICS))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        print(f"JSON report: {args.json_out}")
+    if args.html_out:
+        args.html_out.parent.mkdir(parents=True, exist_ok=True)
+        args.html_out.write_text(render_html(report, baseline), encoding="utf-8")
+        print(f"HTML report: {args.html_out}")
+    if args.gate:
+        failures = check_thresholds(report["summary"], settings.eval.thresholds)
+        for failure in failures:
+            print(f"GATE FAILED: {failure}", file=sys.stderr)
+        if failures:
+            return 1
+        print(f"Gate passed ({settings.eval.thresholds}).")
+    return 0
+
+
+def summary_table(report: dict, baseline: dict | None, metrics: list) -> str:
+    """The summary as aligned text columns (ours, and the baseline when given)."""
+    lines = [f"{'metric':<34}{'rag':>10}" + (f"{baseline.get('pipeline', {}).get('name', 'baseline'):>12}" if baseline else "")]
+    for key, label, _ in metrics:
+        ours = report["summary"].get(key)
+        theirs = baseline["summary"].get(key) if baseline else None
+        if ours is None and theirs is None:
+            continue
+        cell = lambda v: f"{v:.3f}" if isinstance(v, float) else ("–" if v is None else str(v))  # noqa: E731
+        lines.append(f"{label:<34}{cell(ours):>10}" + (f"{cell(theirs):>12}" if baseline else ""))
+    s = report["summary"]
+    lines.append(f"{'cases':<34}{s['n']:>10}  ({s['n_answerable']} answerable, {s['n_unanswerable']} not, {s['errors']} errors)")
+    return "\n".join(lines)
+
+
+COMMANDS = {"ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "doctor": cmd_doctor, "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

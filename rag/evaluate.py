@@ -7,6 +7,7 @@ users get. The scorer only reads Answers; it never answers by itself.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -79,9 +80,15 @@ def _parse_jsonl(text: str, path: Path) -> list:
 
 
 def keyword_found(answer: str, keyword: str) -> bool:
-    """An expected keyword is present when any of its |-separated alternatives is (case-insensitive)."""
-    text = answer.lower()
-    return any(alt.strip().lower() in text for alt in keyword.split("|") if alt.strip())
+    """An expected keyword is present when any of its |-separated alternatives is (case-insensitive).
+
+    An alternative must start at a word start, so "US" does not match "Russia" while a stem
+    such as "territor" still matches "territory".
+    """
+    for alt in (a.strip() for a in keyword.split("|")):
+        if alt and re.search(r"(?<!\w)" + re.escape(alt), answer, re.IGNORECASE):
+            return True
+    return False
 
 
 class CaseResult(BaseModel):
@@ -106,6 +113,8 @@ class CaseResult(BaseModel):
     cited_sources_expected: int = 0
     cited_sources_total: int = 0
     similarity: float | None = None
+    judge_faithful: bool | None = None  # LLM-as-judge, when configured
+    judge_correctness: float | None = None  # 1..5
     latency_s: float = 0.0
     first_token_s: float | None = None
     error: str | None = None
@@ -187,11 +196,24 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "latency_p50_s": _percentile(latencies, 50),
         "latency_p95_s": _percentile(latencies, 95),
         "ttft_p50_s": _percentile(ttfts, 50),
+        **_judge_summary(results),
+    }
+
+
+def _judge_summary(results: Sequence[CaseResult]) -> dict:
+    faithful = [r.judge_faithful for r in results if r.judge_faithful is not None]
+    scores = [r.judge_correctness for r in results if r.judge_correctness is not None]
+    if not faithful and not scores:
+        return {}
+    return {
+        "judge_faithfulness": round(sum(faithful) / len(faithful), 4) if faithful else None,
+        "judge_correctness": round(statistics.fmean(scores), 3) if scores else None,
     }
 
 
 AnswerFn = Callable[[Case], Answer]
 EmbedFn = Callable[[list[str]], np.ndarray]
+JudgeFn = Callable[[Case, Answer, CaseResult], None]
 
 
 def run_cases(
@@ -199,6 +221,7 @@ def run_cases(
     answer_fn: AnswerFn,
     embed: EmbedFn,
     progress: Callable[[int, int, CaseResult], None] | None = None,
+    judge: JudgeFn | None = None,
 ) -> dict:
     """Answer and score every case; a failing case is recorded with its error, the run goes on."""
     results: list[CaseResult] = []
@@ -207,6 +230,8 @@ def run_cases(
             answer = answer_fn(case)
             vectors = embed([answer.answer, case.reference_answer])
             result = score(case, answer, round(float(vectors[0] @ vectors[1]), 4))
+            if judge is not None:
+                judge(case, answer, result)
         except RagError as exc:
             result = CaseResult(
                 id=case.id, question=case.question, answerable=case.answerable, reference_answer=case.reference_answer,
@@ -216,3 +241,60 @@ def run_cases(
         if progress:
             progress(i, len(cases), result)
     return {"summary": summarize(results), "cases": [r.model_dump() for r in results]}
+
+
+def evaluate(
+    engine,  # noqa: ANN001 - rag.engine.Engine (imported lazily: the scorer needs no models)
+    cases: Sequence[Case],
+    progress: Callable[[int, int, CaseResult], None] | None = None,
+    judge: JudgeFn | None = None,
+) -> dict:
+    """Run the test set through the same `ask` the CLI and the app use."""
+    from rag.answer import ask
+
+    report = run_cases(cases, lambda case: ask(engine, case.question, case.history), engine.embed, progress, judge)
+    report["pipeline"] = {"name": "rag", "backend": engine.backend.model_dump()}
+    return report
+
+
+def llm_judge(llm) -> JudgeFn:  # noqa: ANN001
+    """LLM-as-judge with LlamaIndex's FaithfulnessEvaluator and CorrectnessEvaluator (answered cases only)."""
+    from llama_index.core.evaluation import CorrectnessEvaluator, FaithfulnessEvaluator
+
+    faithfulness = FaithfulnessEvaluator(llm=llm)
+    correctness = CorrectnessEvaluator(llm=llm)
+
+    def judge(case: Case, answer: Answer, result: CaseResult) -> None:
+        if answer.refused or not case.answerable:
+            return
+        contexts = [p.text for p in answer.passages]
+        try:
+            result.judge_faithful = bool(faithfulness.evaluate(query=case.question, response=answer.answer, contexts=contexts).passing)
+        except Exception:  # a judge's unparsable reply leaves the metric unset for this case
+            result.judge_faithful = None
+        try:
+            result.judge_correctness = correctness.evaluate(
+                query=case.question, response=answer.answer, reference=case.reference_answer
+            ).score
+        except Exception:
+            result.judge_correctness = None
+
+    return judge
+
+
+# The CI gate: a metric may not fall below (min) or rise above (max) its threshold.
+def check_thresholds(summary: dict, path: Path) -> list[str]:
+    """Metrics outside the thresholds kept in `path` (TOML with [min] and [max] tables)."""
+    import tomllib
+
+    limits = tomllib.loads(path.read_text(encoding="utf-8"))
+    failures = []
+    for metric, floor in limits.get("min", {}).items():
+        value = summary.get(metric)
+        if value is None or value < floor:
+            failures.append(f"{metric} = {value} is below the minimum {floor}")
+    for metric, ceiling in limits.get("max", {}).items():
+        value = summary.get(metric)
+        if value is None or value > ceiling:
+            failures.append(f"{metric} = {value} is above the maximum {ceiling}")
+    return failures

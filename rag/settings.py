@@ -92,6 +92,22 @@ class EmbeddingSettings(_Group):
     batch_size: int = Field(64, ge=1, le=2048)
 
 
+class EvalSettings(_Group):
+    testset: Path = Field(Path("eval/testset.yaml"), description="Default test set of `rag eval`.")
+    thresholds: Path = Field(Path("eval/thresholds.toml"), description="Metric limits of the CI gate (`rag eval --gate`).")
+    judge_backend: LLMBackend | None = Field(None, description="LLM-as-judge metrics (off when unset).")
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    judge_api_key: SecretStr | None = None
+
+    def judge(self) -> LLMSettings | None:
+        """The judge model's LLM settings, or None when no judge is configured."""
+        if self.judge_backend is None:
+            return None
+        return LLMSettings(backend=self.judge_backend, model=self.judge_model, base_url=self.judge_base_url,
+                           api_key=self.judge_api_key, max_tokens=256)
+
+
 class Settings(BaseSettings):
     """Everything the pipeline reads. Groups mirror the sections of `rag.toml`."""
 
@@ -110,6 +126,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     llm: LLMSettings = LLMSettings()
     embed: EmbeddingSettings = EmbeddingSettings()
+    eval: EvalSettings = EvalSettings()
     cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Where joined model files are kept (outside the repo).")
 
     @classmethod
@@ -133,7 +150,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the settings file ({exc}).") from exc
     base = path.resolve().parent
-    for group, key in (("corpus", "path"), ("chroma", "path")):
+    for group, key in (("corpus", "path"), ("chroma", "path"), ("eval", "testset"), ("eval", "thresholds")):
         value = data.get(group, {}).get(key) if isinstance(data.get(group), dict) else None
         if isinstance(value, str):
             data[group][key] = str((base / Path(value).expanduser()))

@@ -181,3 +181,19 @@ def test_each_preset_is_the_model_it_claims(preset, name):
     model = Llama(model_path=str(path), vocab_only=True, verbose=False)
     assert model.metadata["general.name"] == name
     assert "tokenizer.chat_template" in model.metadata
+
+
+@pytest.mark.server
+def test_openai_backend_streams_through_an_openai_api(server, remote_env, monkeypatch, embedder):
+    """The `openai` backend (LlamaIndex OpenAI) against a local server speaking OpenAI's API."""
+    from rag.engine import build_engine
+
+    _, url = server
+    monkeypatch.setenv("RAG_LLM_BACKEND", "openai")
+    monkeypatch.setenv("RAG_LLM_BASE_URL", url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
+    engine = build_engine(load_settings(), embed_model=embedder)
+    stream = stream_answer(engine, "In what year did the Soviet Union collapse?")
+    deltas = list(stream)
+    assert len(deltas) > 2 and "1991" in stream.answer.answer
+    assert stream.answer.backend.llm == f"openai:gpt-4o-mini @ {url}"

@@ -1,0 +1,181 @@
+"""The evaluation report as one self-contained HTML file: summary, plots, failing cases.
+
+Plots are matplotlib PNGs inlined as data URIs, so the file opens anywhere, offline.
+Every answer, reference and snippet is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import html
+import io
+from datetime import datetime, timezone
+
+logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no font-cache chatter in reports
+
+METRICS: list[tuple[str, str, str]] = [
+    ("correct", "Correct", "answerable cases answered (not refused) with every expected keyword"),
+    ("refusal_accuracy", "Refusal accuracy", "unanswerable cases refused"),
+    ("false_refusals", "False refusals", "answerable cases refused (lower is better)"),
+    ("hit_rate", "Hit rate", "an expected source among the retrieved chunks"),
+    ("mrr", "MRR", "mean reciprocal rank of the first expected source"),
+    ("citation_validity", "Citation validity", "citations that resolve and are verified in the file"),
+    ("source_precision", "Source precision", "cited sources that are expected sources"),
+    ("semantic_similarity", "Semantic similarity", "mean embedding cosine of answer and reference"),
+    ("judge_faithfulness", "Faithfulness (LLM-as-judge)", "answers the judge model found supported by the passages"),
+    ("judge_correctness", "Correctness (LLM-as-judge, 1-5)", "the judge model's mean score against the reference"),
+    ("latency_p50_s", "Latency p50 (s)", "median time to the full answer"),
+    ("latency_p95_s", "Latency p95 (s)", "95th percentile of the time to the full answer"),
+    ("ttft_p50_s", "First token p50 (s)", "median time to the first streamed token"),
+]
+RATES = ["correct", "refusal_accuracy", "false_refusals", "hit_rate", "mrr", "citation_validity", "source_precision", "semantic_similarity"]
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+def _png(fig) -> str:  # noqa: ANN001
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def plot_metrics(report: dict, baseline: dict | None) -> str:
+    """Grouped bars of the rate metrics, ours next to the baseline's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m for m in RATES if report["summary"].get(m) is not None or (baseline and baseline["summary"].get(m) is not None)]
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.38 if baseline else 0.6
+    xs = range(len(names))
+    ours = [report["summary"].get(m) or 0 for m in names]
+    ax.bar([x - (width / 2 if baseline else 0) for x in xs], ours, width, label=_name(report), color="#2b6cb0")
+    if baseline:
+        theirs = [baseline["summary"].get(m) or 0 for m in names]
+        ax.bar([x + width / 2 for x in xs], theirs, width, label=_name(baseline), color="#a0aec0")
+    ax.set_xticks(list(xs), [n.replace("_", " ") for n in names], rotation=25, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Answer, retrieval and citation metrics")
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
+def plot_latency(report: dict, baseline: dict | None) -> str:
+    """Distribution of per-case latency (full answer) and time to first token."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    series = [(report, "#2b6cb0")] + ([(baseline, "#a0aec0")] if baseline else [])
+    for rep, color in series:
+        total = [c["latency_s"] for c in rep["cases"] if c.get("error") is None]
+        ax.hist(total, bins=20, alpha=0.6, color=color, label=f"{_name(rep)}: full answer")
+        first = [c["first_token_s"] for c in rep["cases"] if c.get("first_token_s") is not None]
+        if first:
+            ax.hist(first, bins=20, alpha=0.6, histtype="step", linewidth=2, color=color, label=f"{_name(rep)}: first token")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("cases")
+    ax.legend(fontsize=8)
+    ax.set_title("Latency per case")
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
+def _name(report: dict) -> str:
+    return report.get("pipeline", {}).get("name", "rag")
+
+
+def _summary_table(report: dict, baseline: dict | None) -> str:
+    head = f"<tr><th>Metric</th><th>{html.escape(_name(report))}</th>"
+    head += f"<th>{html.escape(_name(baseline))}</th>" if baseline else ""
+    head += "<th>What it measures</th></tr>"
+    rows = [head]
+    for key, label, meaning in METRICS:
+        ours = report["summary"].get(key)
+        theirs = baseline["summary"].get(key) if baseline else None
+        if ours is None and theirs is None:
+            continue
+        row = f"<tr><td>{html.escape(label)}</td><td class=num>{_fmt(ours)}</td>"
+        row += f"<td class=num>{_fmt(theirs)}</td>" if baseline else ""
+        rows.append(row + f"<td class=muted>{html.escape(meaning)}</td></tr>")
+    counts = report["summary"]
+    rows.append(f"<tr><td>Cases</td><td class=num>{counts['n']} ({counts['n_answerable']} answerable, {counts['n_unanswerable']} not; {counts['errors']} errors)</td>"
+                + (f"<td class=num>{baseline['summary']['n']}</td>" if baseline else "") + "<td></td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _citations(case: dict) -> str:
+    if not case.get("citations"):
+        return "<span class=muted>no citations</span>"
+    items = []
+    for c in case["citations"]:
+        mark = "✅" if c.get("verified") else "⚠️"
+        items.append(f"<li>{mark} [{c['n']}] <code>{html.escape(c['source'])}</code>: “{html.escape(c['quote'])}”</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _case_rows(cases: list[dict]) -> str:
+    rows = ["<tr><th>Case</th><th>Answer</th><th>Reference</th><th>Why it failed</th><th>Cited snippets</th></tr>"]
+    for case in cases:
+        why = []
+        if case.get("error"):
+            why.append(f"error: {case['error']}")
+        elif case["answerable"] and case["refused"]:
+            why.append(f"refused ({case.get('refusal_reason') or 'no reason'})")
+        elif not case["answerable"] and not case["refused"]:
+            why.append("answered a question the documents cannot answer")
+        if case.get("keywords_missing") and not case["refused"]:
+            why.append("missing: " + ", ".join(case["keywords_missing"]))
+        draft = f"<div class=muted>draft: {html.escape(case['draft'])}</div>" if case.get("draft") else ""
+        rows.append(
+            f"<tr><td><b>{html.escape(case['id'])}</b><br>{html.escape(case['question'])}</td>"
+            f"<td>{html.escape(case['answer'])}{draft}</td><td>{html.escape(case['reference_answer'])}</td>"
+            f"<td>{html.escape('; '.join(why))}</td><td>{_citations(case)}</td></tr>"
+        )
+    return "<table class=cases>" + "".join(rows) + "</table>"
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #1a202c; }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #e2e8f0; padding: 0.35rem 0.5rem; vertical-align: top; text-align: left; }
+th { background: #f7fafc; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.muted { color: #718096; font-size: 0.85rem; } img { max-width: 100%; } ul { margin: 0; padding-left: 1.1rem; }
+table.cases td { max-width: 22rem; }
+"""
+
+
+def render_html(report: dict, baseline: dict | None = None, title: str = "Evaluation report") -> str:
+    """The whole report; `baseline` (another report) is shown side by side when given."""
+    failing = [c for c in report["cases"] if not c.get("passed")]
+    backend = report.get("pipeline", {}).get("backend", {})
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class=muted>{when} · test set: {html.escape(str(report.get('testset', '?')))} · "
+        f"LLM: {html.escape(str(backend.get('llm', '?')))} · embeddings: {html.escape(str(backend.get('embedding', '?')))}</p>",
+        "<h2>Summary</h2>", _summary_table(report, baseline),
+        "<h2>Plots</h2>",
+        f"<img alt='metrics' src='{plot_metrics(report, baseline)}'>",
+        f"<img alt='latency' src='{plot_latency(report, baseline)}'>",
+        f"<h2>Failing cases ({len(failing)} of {len(report['cases'])})</h2>",
+        _case_rows(failing) if failing else "<p>None.</p>",
+        f"<details><summary>All {len(report['cases'])} cases</summary>{_case_rows(report['cases'])}</details>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
