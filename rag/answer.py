@@ -31,7 +31,7 @@ from rag.backends import explain_error
 from rag.engine import Engine
 from rag.grounding import Verdict, judge
 from rag.errors import BackendError, QuestionError
-from rag.retrieve import Retrieval
+from rag.retrieve import Filters, Retrieval
 from rag.schema import Answer, Grounding, Passage, RetrievedRef, Timings, Turn
 
 SYSTEM_PROMPT = (
@@ -82,10 +82,13 @@ class AnswerStream:
     the draft is not supported by the passages it is replaced by a refusal.
     """
 
-    def __init__(self, engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None) -> None:
+    def __init__(
+        self, engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None, filters: Filters | None = None
+    ) -> None:
         self.engine = engine
         self.history = list(history)
         self.top_k = top_k
+        self.filters = filters
         self.started = time.perf_counter()
         self.question, self.notices = clean_question(question, engine.settings.answer.max_question_chars)
         self.answer: Answer | None = None
@@ -131,7 +134,7 @@ class AnswerStream:
 
     def _retrieve(self, question: str) -> Retrieval:
         t0 = time.perf_counter()
-        retrieval = self.engine.retriever.retrieve(question, self.top_k)
+        retrieval = self.engine.retriever.retrieve(question, self.top_k, self.filters)
         self.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         return retrieval
 
@@ -225,13 +228,17 @@ def _guard(stream, where: str):  # noqa: ANN001, ANN202
         yield chunk
 
 
-def stream_answer(engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None) -> AnswerStream:
-    return AnswerStream(engine, question, history, top_k)
+def stream_answer(
+    engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None, filters: Filters | None = None
+) -> AnswerStream:
+    return AnswerStream(engine, question, history, top_k, filters)
 
 
-def ask(engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None) -> Answer:
+def ask(
+    engine: Engine, question: str, history: Sequence[Turn] = (), top_k: int | None = None, filters: Filters | None = None
+) -> Answer:
     """Answer one question (consuming the stream)."""
-    stream = AnswerStream(engine, question, history, top_k)
+    stream = AnswerStream(engine, question, history, top_k, filters)
     for _ in stream:
         pass
     assert stream.answer is not None

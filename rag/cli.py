@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,6 +44,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, help="passages given to the LLM at most")
 
 
+def _filter_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", action="append", default=[], help="only this corpus file (repeatable)")
+    parser.add_argument("--since", type=_day, help="only documents dated on or after YYYY-MM-DD")
+    parser.add_argument("--until", type=_day, help="only documents dated on or before YYYY-MM-DD")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from exc
+
+
+def _filters(args: argparse.Namespace):  # noqa: ANN202
+    from rag.retrieve import Filters
+
+    return Filters(sources=args.source, since=args.since, until=args.until)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="Grounded question answering over a folder of documents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print the Answer as one JSON object")
     p.add_argument("--history", type=Path, help="JSON file with earlier turns: [{role, content}, ...]")
+    _filter_flags(p)
 
     p = sub.add_parser("chat", help="chat in the terminal (follow-ups use the history)")
     _common(p)
+    _filter_flags(p)
 
     p = sub.add_parser("doctor", help="print the configuration and check every backend")
     _common(p)
@@ -156,10 +178,10 @@ def print_answer(answer: Answer, streamed: bool) -> None:
         print(f"Note: {notice}")
 
 
-def _stream(engine, question: str, history: Sequence[Turn], show: bool) -> Answer:  # noqa: ANN001
+def _stream(engine, question: str, history: Sequence[Turn], show: bool, filters=None) -> Answer:  # noqa: ANN001
     from rag.answer import stream_answer
 
-    stream = stream_answer(engine, question, history)
+    stream = stream_answer(engine, question, history, filters=filters)
     for delta in stream:
         if show:
             print(delta, end="", flush=True)
@@ -171,7 +193,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     settings = _settings(args)
     history = _read_history(args.history)
     engine = _engine(settings, quiet=args.json)
-    answer = _stream(engine, args.question, history, show=not args.json)
+    answer = _stream(engine, args.question, history, show=not args.json, filters=_filters(args))
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
@@ -200,7 +222,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             continue
         print("bot> ", end="", flush=True)
         try:
-            answer = _stream(engine, question, history, show=True)
+            answer = _stream(engine, question, history, show=True, filters=_filters(args))
         except RagError as exc:
             print(f"\nError: {exc}")
             continue

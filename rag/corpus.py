@@ -21,6 +21,9 @@ from llama_index.core.readers.base import BaseReader
 from rag.errors import CorpusError
 
 TEXT_EXTENSIONS = (".txt", ".md", ".markdown", ".rst", ".text")
+HTML_EXTENSIONS = (".html", ".htm", ".xhtml")
+EXTRACTED_EXTENSIONS = (".pdf", ".docx")  # binary formats: text comes from a LlamaIndex reader
+SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS + HTML_EXTENSIONS + EXTRACTED_EXTENSIONS
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 # Markup residue a reader does not see. Each pattern's match is replaced by group "keep"
@@ -34,6 +37,9 @@ _MARKUP = re.compile(
     r"|(?P<entity>&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});)",
     re.MULTILINE | re.DOTALL,
 )
+# In HTML files, what sits in these elements is not text a reader sees; block elements end a line.
+_HTML_HIDDEN = re.compile(r"<(script|style|head|template|noscript)\b[^>]*>.*?</\1\s*>|<!DOCTYPE[^>]*>", re.IGNORECASE | re.DOTALL)
+_HTML_BLOCK = re.compile(r"</?(p|div|br|li|ul|ol|h[1-6]|tr|table|section|article|header|footer|blockquote|pre|hr)\b[^>]*/?>", re.IGNORECASE)
 _LINK = re.compile(r"\[(?P<text>[^\[\]\n]{1,500})\]\((?P<url>[^()\s]{1,2000})\)")
 
 _MONTHS = ("january february march april may june july august september october november december").split()
@@ -117,6 +123,14 @@ class OffsetMap:
             return self.clean_starts[run] + min(self.lengths[run], raw_end - self.raw_starts[run])
         return self.clean_starts[run] + 1 if self.raw_ends[run] <= raw_end else self.clean_starts[run]
 
+    @classmethod
+    def identity(cls, length: int) -> OffsetMap:
+        """Text that is its own source (extracted from a PDF or DOCX)."""
+        mapping = cls()
+        if length:
+            mapping.add(0, 0, length, length, True)
+        return mapping
+
     @property
     def total(self) -> int:
         return self.clean_starts[-1] + self.lengths[-1] if self.clean_starts else 0
@@ -128,8 +142,11 @@ class CleanText:
     offsets: OffsetMap
 
 
-def clean_markup(raw: str) -> CleanText:
+def clean_markup(raw: str, html_file: bool = False) -> CleanText:
     """Remove markup residue (HTML tags, bold markers, heading hashes, link syntax, entities).
+
+    For an HTML file, script/style/head elements go with their content and block elements
+    become line breaks.
 
     Written here because LlamaIndex's readers either keep such residue in .txt files or
     drop positions; citations need every visible character tied to its place in the file.
@@ -153,11 +170,13 @@ def clean_markup(raw: str) -> CleanText:
             clean_len += 1
 
     cursor = 0
-    for match in _tokens(raw):
+    for match in _tokens(raw, html_file):
         kind, start, end, keep = match
         copy(cursor, start)
         if kind == "entity":
             replace(start, end, html.unescape(raw[start:end]))
+        elif kind == "block":
+            replace(start, end, "\n")
         elif kind == "link":
             text_start, text_end = keep
             copy(text_start, text_end)
@@ -166,17 +185,22 @@ def clean_markup(raw: str) -> CleanText:
     return CleanText("".join(pieces), offsets)
 
 
-def _tokens(raw: str) -> Iterator[tuple[str, int, int, tuple[int, int]]]:
+def _tokens(raw: str, html_file: bool = False) -> Iterator[tuple[str, int, int, tuple[int, int]]]:
     """Markup tokens in file order: (kind, start, end, span of visible text kept)."""
     found: list[tuple[str, int, int, tuple[int, int]]] = []
+    if html_file:
+        found += [("hidden", m.start(), m.end(), (0, 0)) for m in _HTML_HIDDEN.finditer(raw)]
+        found += [("block", m.start(), m.end(), (0, 0)) for m in _HTML_BLOCK.finditer(raw)]
     for m in _LINK.finditer(raw):
         found.append(("link", m.start(), m.end(), m.span("text")))
-    links = [(s, e) for _, s, e, _ in found]
+    links = sorted((s, e) for kind, s, e, _ in found if kind == "link")
+    link_starts = [s for s, _ in links]
     for m in _MARKUP.finditer(raw):
-        if any(s <= m.start() < e for s, e in links):
-            continue
+        inside = bisect.bisect_right(link_starts, m.start()) - 1
+        if inside >= 0 and m.start() < links[inside][1]:
+            continue  # link syntax is handled as a whole
         found.append((m.lastgroup or "", m.start(), m.end(), (0, 0)))
-    found.sort(key=lambda t: t[1])
+    found.sort(key=lambda t: (t[1], -t[2]))
     cursor = 0
     for token in found:
         if token[1] >= cursor:
@@ -184,17 +208,18 @@ def _tokens(raw: str) -> Iterator[tuple[str, int, int, tuple[int, int]]]:
             cursor = token[2]
 
 
-def extract_metadata(raw: str, clean: str, name: str) -> dict[str, str]:
+def extract_metadata(raw: str, clean: str, name: str) -> dict[str, str | int]:
     """Title, date and URL where the document states them.
 
     The title is the first markdown heading or HTML <title>, else the first line. A URL
     alone on its line may have been broken by stray spaces (seen in the seed corpus), so
     the line's spaces are removed.
     """
-    meta: dict[str, str] = {"title": _title(raw, clean, name)}
+    meta: dict[str, str | int] = {"title": _title(raw, clean, name)}
     found_date = _date(clean)
     if found_date:
         meta["date"] = found_date
+        meta["date_num"] = int(found_date.replace("-", ""))  # Chroma compares numbers, not date strings
     found_url = _url(clean)
     if found_url:
         meta["url"] = found_url
@@ -272,10 +297,11 @@ def decode_text(data: bytes, name: str) -> str:
 
 
 class PlainTextReader(BaseReader):
-    """Reads .txt/.md as one Document of cleaned text with title/date/url metadata.
+    """Reads text, markdown and HTML as one Document of cleaned text with title/date/url metadata.
 
-    LlamaIndex's MarkdownReader splits a file into header sections and rewrites text, which
-    would lose the file offsets citations need; this reader keeps the whole file.
+    LlamaIndex's MarkdownReader splits a file into header sections and its HTMLTagReader
+    keeps only one tag's text; both lose the file offsets citations need, so this reader
+    keeps the whole file and an OffsetMap of it.
     """
 
     def __init__(self) -> None:
@@ -284,16 +310,57 @@ class PlainTextReader(BaseReader):
 
     def load_data(self, file: Path, extra_info: dict | None = None, fs=None) -> list[Document]:  # noqa: ANN001
         path = Path(file)
-        data = path.read_bytes()
-        if len(data) > MAX_FILE_BYTES:
-            raise CorpusError(f"{path.name}: {len(data) // (1024 * 1024)} MB is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit, skipped.")
-        raw = decode_text(data, path.name)
-        cleaned = clean_markup(raw)
-        if not cleaned.text.strip():
-            raise CorpusError(f"{path.name}: no text, skipped.")
+        raw, cleaned = read_text_file(path)
         meta = {**(extra_info or {}), **extract_metadata(raw, cleaned.text, path.name)}
         self.offsets[str(path)] = cleaned.offsets
         return [Document(text=cleaned.text, metadata=meta)]
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CorpusError(f"{path.name}: {size // (1024 * 1024)} MB is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit, skipped.")
+
+
+def read_text_file(path: Path) -> tuple[str, CleanText]:
+    """A text/markdown/HTML file's text and its cleaned form."""
+    _check_size(path)
+    raw = decode_text(path.read_bytes(), path.name)
+    cleaned = clean_markup(raw, html_file=path.suffix.lower() in HTML_EXTENSIONS)
+    if not cleaned.text.strip():
+        raise CorpusError(f"{path.name}: no text, skipped.")
+    return raw, cleaned
+
+
+def _extracted_reader(suffix: str) -> BaseReader:
+    from llama_index.readers.file import DocxReader, PDFReader
+
+    return PDFReader(return_full_document=True) if suffix == ".pdf" else DocxReader()
+
+
+class ExtractedTextReader(BaseReader):
+    """PDF and DOCX through LlamaIndex's PDFReader/DocxReader, as one Document with metadata.
+
+    There is no text file to point into, so citation offsets refer to the extracted text.
+    """
+
+    def load_data(self, file: Path, extra_info: dict | None = None, fs=None) -> list[Document]:  # noqa: ANN001
+        path = Path(file)
+        text = extract_text(path)
+        meta = {**(extra_info or {}), **extract_metadata(text, text, path.name)}
+        return [Document(text=text, metadata=meta)]
+
+
+def extract_text(path: Path) -> str:
+    _check_size(path)
+    try:
+        docs = _extracted_reader(path.suffix.lower()).load_data(path)
+    except Exception as exc:  # pypdf and docx2txt raise many kinds of errors on damaged files
+        raise CorpusError(f"{path.name}: cannot extract text ({type(exc).__name__}: {exc}), skipped.") from exc
+    text = "\n".join(d.text for d in docs)
+    if not text.strip():
+        raise CorpusError(f"{path.name}: no extractable text (a scanned PDF?), skipped.")
+    return text
 
 
 @dataclass
@@ -326,7 +393,8 @@ def doc_id(folder: Path, file: Path) -> str:
 
 def file_extractor(text_reader: PlainTextReader) -> dict[str, BaseReader]:
     """The reader for each supported extension."""
-    return {ext: text_reader for ext in TEXT_EXTENSIONS}
+    extracted = ExtractedTextReader()
+    return {ext: text_reader for ext in TEXT_EXTENSIONS + HTML_EXTENSIONS} | {ext: extracted for ext in EXTRACTED_EXTENSIONS}
 
 
 def load_file(folder: Path, file: Path, extractor: dict[str, BaseReader]) -> list[Document]:
@@ -375,5 +443,7 @@ def load_corpus(folder: Path) -> LoadedCorpus:
 def read_source(folder: Path, name: str) -> tuple[str, CleanText]:
     """The file's text and its cleaned form, for mapping citations back to the file."""
     path = folder / name
-    raw = decode_text(path.read_bytes(), name)
-    return raw, clean_markup(raw)
+    if path.suffix.lower() in EXTRACTED_EXTENSIONS:
+        text = extract_text(path)
+        return text, CleanText(text, OffsetMap.identity(len(text)))
+    return read_text_file(path)

@@ -108,6 +108,7 @@ class CaseResult(BaseModel):
     refused_correctly: bool | None = None  # unanswerable cases
     hit: bool | None = None
     reciprocal_rank: float | None = None
+    context_has_answer: bool | None = None  # every expected keyword is in the passages given to the LLM
     citations_valid: int = 0
     citations_total: int = 0
     cited_sources_expected: int = 0
@@ -148,6 +149,9 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
         result.keywords_missing = [k for k in case.expected_keywords if not keyword_found(answer.answer, k)]
         result.correct = not answer.refused and not result.keywords_missing
         result.cited_sources_expected = len(cited & set(case.expected_sources)) if case.expected_sources else len(cited)
+        if case.expected_keywords and answer.passages:
+            context = " ".join(p.text for p in answer.passages)
+            result.context_has_answer = all(keyword_found(context, k) for k in case.expected_keywords)
         if case.expected_sources:
             rank = next((i for i, s in enumerate(retrieved, start=1) if s in case.expected_sources), None)
             result.hit = rank is not None
@@ -190,6 +194,7 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "false_refusals": _mean(r.refused for r in answerable),
         "hit_rate": _mean(r.hit for r in answerable),
         "mrr": _mean(r.reciprocal_rank for r in answerable),
+        "context_recall": _mean(r.context_has_answer for r in answerable),
         "citation_validity": round(valid / total_citations, 4) if total_citations else None,
         "source_precision": round(cited_expected / cited_total, 4) if cited_total else None,
         "semantic_similarity": _mean(r.similarity for r in results),

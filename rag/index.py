@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -19,7 +20,8 @@ from typing import Any, Callable, Iterator, Sequence
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import BaseNode, Document, TransformComponent
+from llama_index.core.schema import BaseNode, Document, TextNode, TransformComponent
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from llama_index.core.storage.docstore import SimpleDocumentStore
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import PrivateAttr
@@ -93,6 +95,41 @@ class Index:
 
     def documents(self) -> dict[str, Document]:
         return {doc_id: doc for doc_id, doc in self.docstore.docs.items() if isinstance(doc, Document)}
+
+    @property
+    def bm25_path(self) -> Path:
+        return self.settings.chroma.path / f"{self.settings.chroma.collection}.bm25"
+
+    def nodes(self) -> list[TextNode]:
+        """Every chunk in the collection, as LlamaIndex nodes (for the BM25 index)."""
+        got = self.collection.get(include=["documents", "metadatas"])
+        return [metadata_dict_to_node(meta, text=text) for text, meta in zip(got["documents"] or [], got["metadatas"] or [])]
+
+    def rebuild_bm25(self) -> None:
+        """Re-index the chunks for BM25 (LlamaIndex BM25Retriever) and persist it next to Chroma."""
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        shutil.rmtree(self.bm25_path, ignore_errors=True)
+        nodes = self.nodes()
+        if not nodes:
+            return
+        tmp = self.bm25_path.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(len(nodes), 100), language="en").persist(str(tmp))
+        os.replace(tmp, self.bm25_path)
+
+    def load_bm25(self):  # noqa: ANN201 - BM25Retriever | None
+        """The persisted BM25 retriever; rebuilt when missing (e.g. an index from an older version)."""
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        if not self.bm25_path.exists() and self.count():
+            self.rebuild_bm25()
+        if not self.bm25_path.exists():
+            return None
+        try:
+            return BM25Retriever.from_persist_dir(str(self.bm25_path))
+        except Exception as exc:  # damaged files: rebuild from the collection
+            raise IndexStateError(f"The BM25 index {self.bm25_path} is unreadable ({exc}). Run `rag ingest --rebuild`.") from exc
 
 
 def _docstore_path(settings: Settings) -> Path:
@@ -226,6 +263,7 @@ def rebuild(index: Index) -> Index:
     except Exception:  # missing or already broken: nothing to drop
         pass
     index.docstore_path.unlink(missing_ok=True)
+    shutil.rmtree(index.bm25_path, ignore_errors=True)
     return open_index(index.settings, index.embed_model, index.embed_label)
 
 
@@ -283,6 +321,8 @@ def ingest(
                 progress(min(done + BATCH_DOCS, len(todo)), len(todo))
         if report.removed or not todo:
             _persist_docstore(index)
+        if report.added or report.updated or report.removed or report.rebuilt or not index.bm25_path.exists():
+            index.rebuild_bm25()
     report.chunks_total = index.count()
     report.seconds = time.perf_counter() - start
     return index, report

@@ -20,6 +20,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("false_refusals", "False refusals", "answerable cases refused (lower is better)"),
     ("hit_rate", "Hit rate", "an expected source among the retrieved chunks"),
     ("mrr", "MRR", "mean reciprocal rank of the first expected source"),
+    ("context_recall", "Context recall", "answerable cases whose passages (the prompt) hold every expected keyword"),
     ("citation_validity", "Citation validity", "citations that resolve and are verified in the file"),
     ("source_precision", "Source precision", "cited sources that are expected sources"),
     ("semantic_similarity", "Semantic similarity", "mean embedding cosine of answer and reference"),
@@ -29,7 +30,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("latency_p95_s", "Latency p95 (s)", "95th percentile of the time to the full answer"),
     ("ttft_p50_s", "First token p50 (s)", "median time to the first streamed token"),
 ]
-RATES = ["correct", "refusal_accuracy", "false_refusals", "hit_rate", "mrr", "citation_validity", "source_precision", "semantic_similarity"]
+RATES = ["correct", "refusal_accuracy", "false_refusals", "hit_rate", "mrr", "context_recall", "citation_validity", "source_precision", "semantic_similarity"]
 
 
 def _fmt(value: object) -> str:

@@ -1,24 +1,68 @@
 """From a question to a compact, numbered set of passages.
 
-Vector search (LlamaIndex's VectorIndexRetriever over the Chroma collection) fetches
-candidates; near-duplicates are folded together so the prompt holds distinct facts, and
-the rest is fitted to a token budget, because on a CPU prompt length is the latency.
+Vector search (LlamaIndex's VectorIndexRetriever over Chroma, optionally MMR) and BM25
+(LlamaIndex's BM25Retriever) rank candidates; the rankings are fused by weighted
+reciprocal rank. Near-duplicates are folded together so the prompt holds distinct facts,
+and the rest is fitted to a token budget, because on a CPU prompt length is the latency.
+
+The fusion is done here rather than with QueryFusionRetriever because the relevance gate
+and the UI need each passage's cosine similarity, which the fused scores replace.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
-from llama_index.core import VectorStoreIndex
-from llama_index.core.schema import NodeWithScore
+import numpy as np
+from llama_index.core import QueryBundle, VectorStoreIndex
+from llama_index.core.schema import BaseNode
 from llama_index.core.utils import get_tokenizer
+from llama_index.core.vector_stores import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
+from rag.citations import content_terms
 from rag.index import Index
 from rag.schema import Passage
 
 _WORDS = re.compile(r"\w+")
+
+
+@dataclass
+class Filters:
+    """Restrict retrieval to some files and/or a date range (documents without a date are left out)."""
+
+    sources: list[str] = field(default_factory=list)
+    since: date | None = None
+    until: date | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.sources or self.since or self.until)
+
+    def metadata_filters(self) -> MetadataFilters | None:
+        items: list[MetadataFilter] = []
+        if self.sources:
+            items.append(MetadataFilter(key="file_name", value=list(self.sources), operator=FilterOperator.IN))
+        if self.since:
+            items.append(MetadataFilter(key="date_num", value=_num(self.since), operator=FilterOperator.GTE))
+        if self.until:
+            items.append(MetadataFilter(key="date_num", value=_num(self.until), operator=FilterOperator.LTE))
+        return MetadataFilters(filters=items, condition=FilterCondition.AND) if items else None
+
+    def accepts(self, metadata: dict) -> bool:
+        if self.sources and metadata.get("file_name") not in self.sources:
+            return False
+        stamp = metadata.get("date_num")
+        if (self.since or self.until) and not isinstance(stamp, int):
+            return False
+        if self.since and stamp < _num(self.since):
+            return False
+        return not (self.until and stamp > _num(self.until))
+
+
+def _num(day: date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
 
 
 def cosine_from_chroma(score: float | None) -> float:
@@ -30,6 +74,15 @@ def cosine_from_chroma(score: float | None) -> float:
 
 def count_tokens(text: str) -> int:
     return len(get_tokenizer()(text))
+
+
+def reciprocal_rank_fusion(rankings: list[list[str]], weights: list[float], k: int = 60) -> dict[str, float]:
+    """Weighted RRF: each list adds weight / (k + rank) to the ids it ranks."""
+    fused: dict[str, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, node_id in enumerate(ranking, start=1):
+            fused[node_id] = fused.get(node_id, 0.0) + weight / (k + rank)
+    return fused
 
 
 def _shingles(text: str) -> set[str]:
@@ -45,33 +98,87 @@ def near_duplicate(a: str, b: str, threshold: float = 0.6) -> bool:
     return len(sa & sb) / min(len(sa), len(sb)) >= threshold
 
 
+def term_coverage(question: str, text: str) -> float:
+    """Share of the question's content words (stems) that a chunk holds."""
+    wanted = content_terms(question)
+    return len(wanted & content_terms(text)) / len(wanted) if wanted else 0.0
+
+
 @dataclass
 class Retrieval:
     passages: list[Passage]
-    best_score: float
+    best_score: float  # best cosine similarity among all candidates: the relevance gate
 
 
 class Retriever:
-    """Holds the LlamaIndex retriever for an index; one per index handle."""
+    """Vector (+ BM25) retrieval over one index handle."""
 
     def __init__(self, index: Index) -> None:
         self.index = index
         self.settings = index.settings.retrieval
-        vector_index = VectorStoreIndex.from_vector_store(index.vector_store, embed_model=index.embed_model)
-        self._retriever = vector_index.as_retriever(similarity_top_k=self.settings.candidates)
+        self._vector_index = VectorStoreIndex.from_vector_store(index.vector_store, embed_model=index.embed_model)
+        self._bm25 = index.load_bm25() if self.settings.mode == "hybrid" else None
+        if self._bm25 is not None:  # room for post-hoc filtering; bm25s needs k <= number of chunks
+            self._bm25.similarity_top_k = min(4 * self.settings.candidates, int(self._bm25.bm25.scores.get("num_docs", 1)))
 
-    def retrieve(self, question: str, top_k: int | None = None) -> Retrieval:
+    def retrieve(self, question: str, top_k: int | None = None, filters: Filters | None = None) -> Retrieval:
         """Ranked, de-duplicated passages within the budget; `top_k` overrides the setting."""
-        hits = self._retriever.retrieve(question)
-        passages = [_to_passage(hit) for hit in hits]
-        passages.sort(key=lambda p: p.score, reverse=True)
-        best = passages[0].score if passages else -1.0
-        limit = top_k or self.settings.top_k
-        return Retrieval(fit_budget(fold_duplicates(passages), limit, self.settings.context_tokens), best)
+        cfg = self.settings
+        query_vector = np.asarray(self.index.embed_model.get_query_embedding(question), dtype=np.float32)
+        query_vector /= max(float(np.linalg.norm(query_vector)), 1e-12)
+        vector_hits = self._vector_hits(question, query_vector, filters)
+        found = {n.node_id: (n, score) for n, score in vector_hits}
+        rankings, weights = [[n.node_id for n, _ in vector_hits]], [cfg.vector_weight]
+        if self._bm25 is not None:
+            bm25_nodes = self._bm25_hits(question, filters)
+            rankings.append([n.node_id for n in bm25_nodes])
+            weights.append(cfg.bm25_weight)
+            missing = [n for n in bm25_nodes if n.node_id not in found]
+            for node, score in zip(missing, self._cosines(missing, query_vector)):
+                found[node.node_id] = (node, score)
+        fused = reciprocal_rank_fusion(rankings, weights, cfg.rrf_k)
+        if cfg.rerank:
+            fused = {i: s * (1 + term_coverage(question, found[i][0].get_content())) for i, s in fused.items()}
+        order = sorted(fused, key=fused.get, reverse=True)[: cfg.candidates]
+        passages = [_to_passage(*found[node_id]) for node_id in order]
+        best = max((p.score for p in passages), default=-1.0)
+        if cfg.dedup:
+            passages = fold_duplicates(passages)
+        return Retrieval(fit_budget(passages, top_k or cfg.top_k, cfg.context_tokens), best)
+
+    def _vector_hits(self, question: str, query_vector: np.ndarray, filters: Filters | None) -> list[tuple[BaseNode, float]]:
+        cfg = self.settings
+        retriever = self._vector_index.as_retriever(
+            similarity_top_k=cfg.candidates,
+            filters=filters.metadata_filters() if filters else None,
+            vector_store_query_mode="mmr" if cfg.mmr else "default",
+            vector_store_kwargs={"mmr_threshold": cfg.mmr_threshold} if cfg.mmr else {},
+        )
+        hits = retriever.retrieve(QueryBundle(query_str=question, embedding=query_vector.tolist()))
+        if cfg.mmr:  # MMR scores are not similarities: measure them
+            return list(zip([h.node for h in hits], self._cosines([h.node for h in hits], query_vector)))
+        return [(h.node, cosine_from_chroma(h.score)) for h in hits]
+
+    def _bm25_hits(self, question: str, filters: Filters | None) -> list[BaseNode]:
+        hits = [h for h in self._bm25.retrieve(question) if (h.score or 0) > 0]
+        nodes = [h.node for h in hits if not filters or filters.accepts(h.node.metadata)]
+        return nodes[: self.settings.candidates]
+
+    def _cosines(self, nodes: list[BaseNode], query_vector: np.ndarray) -> list[float]:
+        """Cosine similarity of chunks found by BM25 only, from their stored embeddings."""
+        if not nodes:
+            return []
+        got = self.index.collection.get(ids=[n.node_id for n in nodes], include=["embeddings"])
+        by_id = dict(zip(got["ids"], got["embeddings"]))
+        scores = []
+        for node in nodes:
+            vector = np.asarray(by_id.get(node.node_id, []), dtype=np.float32)
+            norm = float(np.linalg.norm(vector)) if vector.size else 0.0
+            scores.append(float(vector @ query_vector) / norm if norm else -1.0)
+        return scores
 
 
-def _to_passage(hit: NodeWithScore) -> Passage:
-    node = hit.node
+def _to_passage(node: BaseNode, score: float) -> Passage:
     meta = node.metadata
     return Passage(
         n=0,
@@ -81,7 +188,7 @@ def _to_passage(hit: NodeWithScore) -> Passage:
         date=meta.get("date") or None,
         url=meta.get("url") or None,
         text=node.get_content(),
-        score=round(cosine_from_chroma(hit.score), 4),
+        score=round(score, 4),
         start=getattr(node, "start_char_idx", None),
         end=getattr(node, "end_char_idx", None),
         source_start=meta.get("source_start"),

@@ -53,6 +53,14 @@ class ChunkingSettings(_Group):
 
 
 class RetrievalSettings(_Group):
+    mode: Literal["vector", "hybrid"] = Field("hybrid", description="hybrid: BM25 and vector search fused by reciprocal rank.")
+    vector_weight: float = Field(1.0, ge=0, le=10, description="Weight of the vector ranking in the fusion.")
+    bm25_weight: float = Field(1.0, ge=0, le=10, description="Weight of the BM25 ranking in the fusion.")
+    rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant.")
+    dedup: bool = Field(True, description="Fold near-duplicate chunks (the later ones' sources stay listed).")
+    rerank: bool = Field(False, description="Re-rank by the share of the question's words a chunk holds.")
+    mmr: bool = Field(False, description="Maximal marginal relevance for the vector ranking (more diverse chunks).")
+    mmr_threshold: float = Field(0.5, ge=0, le=1, description="MMR balance: 1 = relevance only, 0 = diversity only.")
     top_k: int = Field(6, ge=1, le=50, description="Passages put in the prompt at most.")
     candidates: int = Field(12, ge=1, le=200, description="Chunks fetched before de-duplication and budgeting.")
     context_tokens: int = Field(250, ge=50, le=32000, description="Token budget for the passages in the prompt.")

@@ -73,3 +73,57 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path):
 
     with pytest.raises(CorpusError, match="does not exist"):
         load_corpus(tmp_path / "nope")
+
+
+def test_every_format_is_read_cleaned_and_located(tmp_path: Path):
+    from formats import write_docx, write_pdf
+
+    from rag.corpus import read_source
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "note.md").write_text("# Launch plan\n\nThe **rocket** starts on 2024-03-01 from _Baikonur_.\n")
+    (folder / "page.html").write_text(
+        "<!DOCTYPE html><html><head><title>Harbour news</title><style>p {color: red}</style>"
+        "<script>var secret = 'do not index';</script></head><body><h1>Harbour</h1>"
+        "<p>The ferry leaves at 9&nbsp;am &amp; returns at noon.</p><p>Tickets cost 12 euros.</p></body></html>")
+    write_pdf(folder / "report.pdf", ["Quarterly report", "Revenue grew by 14 percent in spring."])
+    write_docx(folder / "memo.docx", ["Memo to staff", "The canteen closes at 3 pm on Fridays."])
+    loaded = load_corpus(folder)
+    assert loaded.skipped == []
+    docs = {d.id_: d for d in loaded.documents}
+    assert set(docs) == {"note.md", "page.html", "report.pdf", "memo.docx"}
+
+    md = docs["note.md"]
+    assert md.metadata["title"] == "Launch plan" and md.metadata["date"] == "2024-03-01"
+    assert "**" not in md.text and "The rocket starts" in md.text
+
+    page = docs["page.html"]
+    assert page.metadata["title"] == "Harbour news"
+    assert "secret" not in page.text and "color" not in page.text and "<p>" not in page.text
+    assert "The ferry leaves at 9\xa0am & returns at noon." in page.text
+    assert "noon.\n\nTickets" in page.text  # block elements end lines
+
+    assert "Revenue grew by 14 percent in spring." in docs["report.pdf"].text
+    assert docs["report.pdf"].metadata["title"] == "Quarterly report"
+    assert "The canteen closes at 3 pm on Fridays." in docs["memo.docx"].text
+
+    for name, quote in [("page.html", "Tickets cost 12 euros."), ("report.pdf", "Revenue grew by 14 percent"),
+                        ("note.md", "The rocket starts")]:
+        raw, cleaned = read_source(folder, name)
+        at = cleaned.text.index(quote)
+        start, end = cleaned.offsets.span(at, at + len(quote))
+        assert cleaned.offsets.to_clean(start, end) == (at, at + len(quote))
+
+
+def test_damaged_pdf_and_docx_are_skipped_with_a_reason(tmp_path: Path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    (folder / "broken.docx").write_bytes(b"not a zip")
+    (folder / "fine.txt").write_text("Still indexed.")
+    loaded = load_corpus(folder)
+    assert [d.id_ for d in loaded.documents] == ["fine.txt"]
+    reasons = {s.file: s.reason for s in loaded.skipped}
+    assert "cannot extract text" in reasons["broken.pdf"] or "no extractable text" in reasons["broken.pdf"]
+    assert "cannot extract text" in reasons["broken.docx"]
