@@ -8,7 +8,7 @@ from rag.answer import stream_answer
 from rag.errors import RagError
 from rag.schema import Turn
 from rag.settings import load_settings
-from rag.ui import ViewOptions, choose_llm, draw_answer, draw_corpus, error_box, escape_md, get_engine, reindex, stream_escaped
+from rag.ui import ViewOptions, choose_filters, choose_llm, draw_answer, draw_corpus, error_box, escape_md, get_engine, reindex, stream_escaped
 
 st.set_page_config(page_title="Ask the documents", page_icon="📚", layout="wide")
 
@@ -42,6 +42,7 @@ with st.sidebar:
         st.session_state.messages = []
     top_k = st.slider("Passages per answer (top-k)", 1, 12, settings.retrieval.top_k)
     show_context = st.toggle("Show retrieved context", value=False)
+    filters = choose_filters(engine)
     st.divider()
     st.subheader("Corpus")
     st.caption(escape_md(str(settings.corpus.path)))
@@ -70,7 +71,7 @@ if question:
     with st.chat_message("assistant"):
         placeholder = st.empty()
         try:
-            stream = stream_answer(engine, question, history, top_k=top_k)
+            stream = stream_answer(engine, question, history, top_k=top_k, filters=filters)
             with placeholder.container():
                 st.write_stream(stream_escaped(iter(stream)))
             answer = stream.answer

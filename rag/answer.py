@@ -67,6 +67,14 @@ def build_messages(question: str, passages: Sequence[Passage]) -> list[ChatMessa
     return [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), ChatMessage(role=MessageRole.USER, content=user)]
 
 
+def prompt_tokens(llm, messages: list[ChatMessage]) -> int | None:  # noqa: ANN001
+    """Length of the prompt as the in-process model sees it (None for remote backends)."""
+    model = getattr(llm, "_model", None)
+    if model is None or not hasattr(model, "tokenize"):
+        return None
+    return len(model.tokenize(llm.messages_to_prompt(messages).encode("utf-8"), add_bos=False, special=True))
+
+
 def _history_text(history: Sequence[Turn], turns: int) -> str:
     lines = []
     for turn in list(history)[-turns:]:
@@ -95,6 +103,7 @@ class AnswerStream:
         self.timings = Timings()
         self.grounding: Grounding | None = None
         self.model_markers: list[int] = []
+        self.prompt_tokens: int | None = None
         self.dropped: list[int] = []
 
     def __iter__(self) -> Iterator[str]:
@@ -140,28 +149,34 @@ class AnswerStream:
 
     def _generate(self, question: str, passages: list[Passage]) -> Iterator[str]:
         messages = build_messages(question, passages)
+        self.prompt_tokens = prompt_tokens(self.engine.llm, messages)
         with self.engine.generation_lock:
+            t0 = time.perf_counter()
             stream = _call(lambda: self.engine.llm.stream_chat(messages), self._where)
             for chunk in _guard(stream, self._where):
                 if chunk.delta:
                     if self.timings.first_token_s is None:
                         self.timings.first_token_s = round(time.perf_counter() - self.started, 3)
                     yield chunk.delta
+            self.timings.generate_s = round(time.perf_counter() - t0, 3)
 
     def _finish(self, question: str, passages: list[Passage], draft: str) -> Answer:
         text, self.model_markers = strip_markers(draft)
         if is_refusal(text):
             return self._refusal(question, passages, REFUSAL, "the model found no answer in the passages", draft)
         cfg = self.engine.settings.answer
+        t0 = time.perf_counter()
         attribution = attribute(text, question, passages, self.engine.embed, cfg.min_support)
         verdict = judge(attribution, question, passages, self.engine.embed, cfg.min_synonym_similarity, cfg.max_uncovered_share)
         self.grounding = _grounding(attribution, verdict)
+        self.timings.cite_s = round(time.perf_counter() - t0, 3)
         if not verdict.grounded:
             return self._refusal(question, passages, REFUSAL, verdict.reason or "", draft)
         reader = cached_source_reader(self.engine.settings.corpus.path)
         citations = make_citations(attribution.sentences, reader)
         kept = {c.n for c in citations}
         self.dropped = sorted({n for n in self.model_markers if n not in kept})
+        self.timings.cite_s = round(time.perf_counter() - t0, 3)
         return self._result(
             question,
             answer=insert_markers(text, attribution.sentences),
@@ -182,13 +197,14 @@ class AnswerStream:
             refused=refused,
             refusal_reason=reason,
             citations=citations or [],
-            retrieved=[RetrievedRef(source=p.source, score=p.score, text=p.text) for p in passages],
+            retrieved=[RetrievedRef(source=p.source, score=p.score, text=p.text, also_in=p.also_in) for p in passages],
             passages=passages,
             standalone_question=question if question != self.question else None,
             draft=draft,
             notices=self.notices,
             grounding=self.grounding,
             dropped_citations=self.dropped,
+            prompt_tokens=self.prompt_tokens,
             backend=self.engine.backend,
             timings=self.timings,
         )
@@ -226,6 +242,23 @@ def _guard(stream, where: str):  # noqa: ANN001, ANN202
         except Exception as exc:
             raise BackendError(explain_error(exc, where) + " The answer was cut off.") from exc
         yield chunk
+
+
+def warm_up(engine: Engine) -> float:
+    """Load an in-process model and fill its KV cache with the fixed prompt prefix; returns seconds.
+
+    llama.cpp reuses the longest cached token prefix, so every later prompt skips these tokens,
+    and the weights are paged in before the first user waits on them.
+    """
+    model = getattr(engine.llm, "_model", None)
+    if model is None:
+        return 0.0
+    start = time.perf_counter()
+    prompt = engine.llm.messages_to_prompt(build_messages("", []))
+    prefix = prompt[: prompt.index("Passages:\n") + len("Passages:\n")]
+    with engine.generation_lock:
+        model.create_completion(prefix, max_tokens=1, temperature=0.0)
+    return time.perf_counter() - start
 
 
 def stream_answer(

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import (
     ChatMessage,
+    MessageRole,
     CompletionResponse,
     CompletionResponseGen,
     LLMMetadata,
@@ -200,6 +201,7 @@ def build_embedded_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
     except ValueError as exc:
         raise BackendError(f"Cannot load the embedded model {path}: {exc}") from exc
     llm.messages_to_prompt = _chat_formatter(llm._model)  # noqa: SLF001
+    llm.completion_to_prompt = lambda text: llm.messages_to_prompt([ChatMessage(role=MessageRole.USER, content=text)])
     return llm
 
 

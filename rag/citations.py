@@ -244,6 +244,7 @@ def make_citations(sentences: Sequence[SentenceSupport], read_source: SourceRead
                     score=score,
                     verified=located and item.supported and item.coverage >= min_coverage,
                     sentence=item.sentence,
+                    also_in=list(ps.passage.also_in),
                 )
             )
     return citations

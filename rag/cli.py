@@ -118,6 +118,12 @@ def _engine(settings: Settings, quiet: bool = False):  # noqa: ANN202
     return engine
 
 
+def _warm(engine) -> None:  # noqa: ANN001
+    from rag.answer import warm_up
+
+    warm_up(engine)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from rag.backends import build_embedding, embed_label
     from rag.index import ingest, open_index
@@ -173,7 +179,8 @@ def print_answer(answer: Answer, streamed: bool) -> None:
         seen.add((c.n, c.quote))
         mark = "verified" if c.verified else "NOT verified"
         span = f", chars {c.start}-{c.end}" if c.start is not None else ""
-        print(f"  [{c.n}] {c.source}{span} ({mark}): \"{c.quote}\"")
+        also = f" (also in {', '.join(c.also_in)})" if c.also_in else ""
+        print(f"  [{c.n}] {c.source}{span} ({mark}){also}: \"{c.quote}\"")
     for notice in answer.notices:
         print(f"Note: {notice}")
 
@@ -204,6 +211,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = _engine(settings)
+    _warm(engine)
     history: list[Turn] = []
     print("Ask about the documents. /new starts over, /quit (or Ctrl-D) leaves.")
     while True:

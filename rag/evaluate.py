@@ -125,6 +125,7 @@ class CaseResult(BaseModel):
 def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
     """Every metric's outcome for one case."""
     retrieved = [r.source for r in answer.retrieved]
+    ranked = [{r.source, *r.also_in} for r in answer.retrieved]  # a folded duplicate's sources share its rank
     result = CaseResult(
         id=case.id,
         question=case.question,
@@ -153,7 +154,7 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
             context = " ".join(p.text for p in answer.passages)
             result.context_has_answer = all(keyword_found(context, k) for k in case.expected_keywords)
         if case.expected_sources:
-            rank = next((i for i, s in enumerate(retrieved, start=1) if s in case.expected_sources), None)
+            rank = next((i for i, s in enumerate(ranked, start=1) if s & set(case.expected_sources)), None)
             result.hit = rank is not None
             result.reciprocal_rank = 1 / rank if rank else 0.0
         result.passed = bool(result.correct)

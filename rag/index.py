@@ -127,7 +127,7 @@ class Index:
         if not self.bm25_path.exists():
             return None
         try:
-            return BM25Retriever.from_persist_dir(str(self.bm25_path))
+            return BM25Retriever.from_persist_dir(str(self.bm25_path), show_progress=False)
         except Exception as exc:  # damaged files: rebuild from the collection
             raise IndexStateError(f"The BM25 index {self.bm25_path} is unreadable ({exc}). Run `rag ingest --rebuild`.") from exc
 

@@ -7,12 +7,9 @@ Every answer, reference and snippet is HTML-escaped.
 from __future__ import annotations
 
 import base64
-import logging
 import html
 import io
 from datetime import datetime, timezone
-
-logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no font-cache chatter in reports
 
 METRICS: list[tuple[str, str, str]] = [
     ("correct", "Correct", "answerable cases answered (not refused) with every expected keyword"),

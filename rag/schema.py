@@ -49,18 +49,24 @@ class Citation(BaseModel):
     score: float = Field(description="Support strength in [0, 1].")
     verified: bool = Field(description="The quote supports the claim and was found at start:end in the file.")
     sentence: str = Field("", description="The answer sentence this citation supports.")
+    also_in: list[str] = Field(default_factory=list, description="Other sources stating the same (a folded near-duplicate).")
 
 
 class RetrievedRef(BaseModel):
     source: str
     score: float
     text: str
+    also_in: list[str] = Field(default_factory=list, description="Sources of near-duplicates folded into this passage.")
 
 
 class Timings(BaseModel):
+    """Seconds from the moment the question was asked (first_token_s, total_s) or spent in a step."""
+
     condense_s: float = 0.0
     retrieve_s: float = 0.0
     first_token_s: float | None = None
+    generate_s: float = 0.0  # from the request to the LLM to its last token
+    cite_s: float = 0.0  # attributing citations and checking grounding
     total_s: float = 0.0
 
 
@@ -92,6 +98,7 @@ class Answer(BaseModel):
     draft: str | None = Field(None, description="What the LLM wrote, when it was withheld or changed.")
     notices: list[str] = Field(default_factory=list)
     grounding: Grounding | None = None
+    prompt_tokens: int | None = Field(None, description="Tokens of the answering prompt (in-process models).")
     dropped_citations: list[int] = Field(default_factory=list, description="[n] the model wrote that no answer sentence rests on.")
     backend: Backend
     timings: Timings = Field(default_factory=Timings)

@@ -59,7 +59,7 @@ class RetrievalSettings(_Group):
     rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant.")
     dedup: bool = Field(True, description="Fold near-duplicate chunks (the later ones' sources stay listed).")
     rerank: bool = Field(False, description="Re-rank by the share of the question's words a chunk holds.")
-    mmr: bool = Field(False, description="Maximal marginal relevance for the vector ranking (more diverse chunks).")
+    mmr: bool = Field(True, description="Maximal marginal relevance for the vector ranking (more diverse chunks).")
     mmr_threshold: float = Field(0.5, ge=0, le=1, description="MMR balance: 1 = relevance only, 0 = diversity only.")
     top_k: int = Field(6, ge=1, le=50, description="Passages put in the prompt at most.")
     candidates: int = Field(12, ge=1, le=200, description="Chunks fetched before de-duplication and budgeting.")
@@ -136,6 +136,17 @@ class Settings(BaseSettings):
     embed: EmbeddingSettings = EmbeddingSettings()
     eval: EvalSettings = EvalSettings()
     cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Where joined model files are kept (outside the repo).")
+
+    @model_validator(mode="after")
+    def _prompt_fits_the_window(self) -> Settings:
+        """Passages, the fixed prompt (~300 tokens with the question) and the answer must fit the LLM's window."""
+        needed = self.retrieval.context_tokens + self.llm.max_tokens + 300
+        if needed > self.llm.context_window:
+            raise ValueError(
+                f"retrieval.context_tokens ({self.retrieval.context_tokens}) + llm.max_tokens ({self.llm.max_tokens}) + 300 "
+                f"must fit llm.context_window ({self.llm.context_window})"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -18,10 +18,12 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import LLM
 from pydantic import SecretStr
 
+from rag.answer import warm_up
 from rag.backends import build_embedding, build_llm
 from rag.corpus import read_source
 from rag.engine import Engine, build_engine
 from rag.errors import RagError
+from rag.retrieve import Filters
 from rag.schema import Answer, Citation, Passage
 from rag.settings import EmbeddingSettings, Settings, load_settings
 
@@ -88,11 +90,13 @@ def _llm(key: str, _settings: Settings) -> LLM:
     return build_llm(_settings.llm, _settings.cache_dir)
 
 
-@st.cache_resource(show_spinner="Opening the index…")
+@st.cache_resource(show_spinner="Opening the index and warming up the model…")
 def _engine(key: str, _settings: Settings) -> Engine:
     embedder = _embedder(_cache_key(_settings.embed), _settings.embed)
     llm = _llm(_cache_key(_settings.llm) + str(_settings.cache_dir), _settings)
-    return build_engine(_settings, llm=llm, embed_model=embedder)
+    engine = build_engine(_settings, llm=llm, embed_model=embedder)
+    warm_up(engine)
+    return engine
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -234,6 +238,15 @@ def choose_llm(settings: Settings) -> Settings:
     if key:
         override["api_key"] = key
     return load_settings(overrides={"llm": override})
+
+
+def choose_filters(engine: Engine) -> Filters:
+    """Sidebar filters: some files only, and/or a date range (undated documents then drop out)."""
+    with st.expander("Filters"):
+        sources = st.multiselect("Only these files", sorted(engine.index.chunk_counts()), key="filter_sources")
+        since = st.date_input("Dated on or after", value=None, key="filter_since")
+        until = st.date_input("Dated on or before", value=None, key="filter_until")
+    return Filters(sources=sources, since=since, until=until)
 
 
 def draw_corpus(engine: Engine) -> None:

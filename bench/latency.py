@@ -1,0 +1,141 @@
+"""Where an answer's time goes, against raw llama.cpp on the same prompt, and our prompt size against the starter's.
+
+For each test-set question (follow-ups included) it answers through the pipeline, then
+gives the very same prompt to the same llama.cpp model directly, from the same cache state
+(only the fixed system prompt cached), and prints medians:
+
+  embed query, retrieve, build prompt, time to first token, decode, cite/ground, total
+  raw llama.cpp: time to first token, total;  pipeline overhead = 1 - raw total / our total
+
+With --starter it also runs the LlamaIndex starter pipeline (same models) and compares prompt
+tokens and latencies.
+
+    .venv/bin/python bench/latency.py [--limit N] [--starter]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.llm import LLMCompletionStartEvent
+
+from rag.answer import ask, build_messages, warm_up
+from rag.engine import build_engine
+from rag.evaluate import load_testset
+from rag.settings import load_settings
+
+
+def raw_llama(engine, prompt: str) -> tuple[float, float, int]:  # noqa: ANN001
+    """TTFT and total of llama.cpp alone on `prompt`, starting from the system-prompt-only cache."""
+    model = engine.llm._model  # noqa: SLF001
+    model.reset()
+    warm_up(engine)  # the state our pipeline runs from: the fixed prefix cached
+    start = time.perf_counter()
+    first, tokens = None, 0
+    for _ in model.create_completion(prompt, max_tokens=engine.settings.llm.max_tokens, temperature=0.0, stream=True):
+        if first is None:
+            first = time.perf_counter() - start
+        tokens += 1
+    return first or 0.0, time.perf_counter() - start, tokens
+
+
+class PromptRecorder(BaseEventHandler):
+    """Keeps the prompts LlamaIndex sends to the LLM (the starter's prompt is built inside LlamaIndex)."""
+
+    prompts: list[str] = []
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "PromptRecorder"
+
+    def handle(self, event, **kwargs) -> None:  # noqa: ANN001
+        if isinstance(event, LLMCompletionStartEvent):
+            self.prompts.append(event.prompt)
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3) if values else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--starter", action="store_true", help="also measure the LlamaIndex starter pipeline")
+    args = parser.parse_args()
+    settings = load_settings()
+    engine = build_engine(settings)
+    cases = load_testset(settings.eval.testset)
+    cases = cases[: args.limit] if args.limit else cases
+    warm_up(engine)
+    rows: dict[str, list[float]] = {k: [] for k in ("embed", "retrieve", "prompt", "ttft", "decode", "cite", "total",
+                                                    "raw_ttft", "raw_total", "tokens", "condense")}
+    for case in cases:
+        t0 = time.perf_counter()
+        engine.embed_model.get_query_embedding(case.question)
+        rows["embed"].append(time.perf_counter() - t0)
+        answer = ask(engine, case.question, case.history)
+        if answer.timings.first_token_s is None:  # refused before generation: no LLM time to compare
+            continue
+        t0 = time.perf_counter()
+        prompt = engine.llm.messages_to_prompt(build_messages(answer.standalone_question or answer.question, answer.passages))
+        rows["prompt"].append(time.perf_counter() - t0)
+        t = answer.timings
+        rows["retrieve"].append(t.retrieve_s)
+        rows["condense"].append(t.condense_s)
+        rows["ttft"].append(t.first_token_s)
+        rows["decode"].append(t.generate_s - (t.first_token_s - t.condense_s - t.retrieve_s))
+        rows["cite"].append(t.cite_s)
+        rows["total"].append(t.total_s)
+        rows["tokens"].append(answer.prompt_tokens or 0)
+        raw_first, raw_total, _ = raw_llama(engine, prompt)
+        rows["raw_ttft"].append(raw_first)
+        rows["raw_total"].append(raw_total)
+        print(f"  {case.id}: ttft {t.first_token_s:.2f}s total {t.total_s:.2f}s | raw ttft {raw_first:.2f}s total {raw_total:.2f}s | "
+              f"{answer.prompt_tokens} prompt tokens", file=sys.stderr, flush=True)
+    n = len(rows["total"])
+    print(f"\nOur pipeline, {n} generated answers of {len(cases)} questions (medians, seconds):")
+    for key, label in [("embed", "embed query"), ("retrieve", "retrieve (incl. embed)"), ("condense", "condense follow-up"),
+                       ("prompt", "build prompt"), ("ttft", "time to first token"), ("decode", "decode"),
+                       ("cite", "cite + ground"), ("total", "total")]:
+        print(f"  {label:<24}{median(rows[key]):>8}")
+    print(f"  {'prompt tokens':<24}{median(rows['tokens']):>8}")
+    print("Raw llama.cpp, same prompts, same cache state:")
+    print(f"  {'time to first token':<24}{median(rows['raw_ttft']):>8}")
+    print(f"  {'total':<24}{median(rows['raw_total']):>8}")
+    overheads = [1 - raw / ours for raw, ours in zip(rows["raw_total"], rows["total"]) if ours]
+    print(f"Pipeline overhead (1 - raw/ours, median per question): {median(overheads):.1%}; "
+          f"TTFT ours/raw: {median(rows['ttft']) / median(rows['raw_ttft']):.2f}x")
+    if args.starter:
+        starter(engine, cases, rows)
+    return 0
+
+
+def starter(engine, cases, ours: dict[str, list[float]]) -> None:  # noqa: ANN001
+    """The LlamaIndex starter on the same questions: prompt tokens and latency."""
+    from baseline_starter import starter_answer_fn  # noqa: PLC0415 - sibling script in bench/
+
+    recorder = PromptRecorder()
+    get_dispatcher().add_event_handler(recorder)
+    answer_fn = starter_answer_fn(engine)
+    tokens, ttft, total = [], [], []
+    for case in cases:
+        recorder.prompts.clear()
+        answer = answer_fn(case)
+        prompt = recorder.prompts[-1] if recorder.prompts else ""
+        tokens.append(len(engine.llm._model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)))  # noqa: SLF001
+        ttft.append(answer.timings.first_token_s or answer.timings.total_s)
+        total.append(answer.timings.total_s)
+        print(f"  starter {case.id}: {tokens[-1]} prompt tokens, ttft {ttft[-1]:.2f}s total {total[-1]:.2f}s", file=sys.stderr, flush=True)
+    print("LlamaIndex starter (same models), medians:")
+    print(f"  {'prompt tokens':<24}{median(tokens):>8}   ours {median(ours['tokens'])}  ratio {median(tokens) / median(ours['tokens']):.1f}x")
+    print(f"  {'time to first token':<24}{median(ttft):>8}   ours {median(ours['ttft'])}  ratio {median(ttft) / median(ours['ttft']):.1f}x")
+    print(f"  {'total':<24}{median(total):>8}   ours {median(ours['total'])}  ratio {median(total) / median(ours['total']):.1f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

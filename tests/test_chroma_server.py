@@ -1,0 +1,79 @@
+"""Chroma in client/server mode: `chroma run` on loopback, ingest and ask against it."""
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.cli import main
+
+CHROMA = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "chroma"
+
+pytestmark = pytest.mark.server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    import shutil
+    import sys
+
+    binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or str(CHROMA)
+    port = _free_port()
+    proc = subprocess.Popen([binary, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "server-data")],
+                            stdout=open(tmp_path / "chroma.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError((tmp_path / "chroma.log").read_text()[-2000:])
+    yield proc, port
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_ingest_and_ask_against_a_chroma_server(chroma_server, monkeypatch, tmp_path, corpus, capsys):
+    proc, port = chroma_server
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_MODE", "http")
+    monkeypatch.setenv("RAG_CHROMA_PORT", str(port))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "local"))  # docstore and BM25 stay local
+    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+    assert main(["ingest"]) == 0
+    assert "2 added" in capsys.readouterr().out
+    assert main(["ingest"]) == 0
+    assert "0 added, 0 updated, 0 removed, 2 unchanged" in capsys.readouterr().out
+    assert main(["ask", "Who will meet in Moscow next week?", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert not answer["refused"] and answer["citations"][0]["verified"]
+    assert not (tmp_path / "local" / "chroma.sqlite3").exists()  # the vectors live on the server
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False))
+    assert client.get_collection("corpus").count() > 10
+
+
+def test_chroma_server_down_is_a_clear_error(monkeypatch, tmp_path, corpus, capsys):
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_MODE", "http")
+    monkeypatch.setenv("RAG_CHROMA_PORT", str(_free_port()))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "local"))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot reach the Chroma server at http://127.0.0.1:" in err and "chroma run" in err

@@ -1,0 +1,92 @@
+"""Retrieval: fusion, de-duplication, budget, filters, BM25 kept in sync with the corpus."""
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from conftest import SEED_A, SEED_B, label
+from rag.index import ingest, open_index
+from rag.retrieve import Filters, Retriever, fit_budget, fold_duplicates, near_duplicate, reciprocal_rank_fusion
+from rag.schema import Passage
+
+
+def _p(text, source="a.txt", score=0.5):
+    return Passage(n=0, node_id=f"{source}:{text[:10]}", source=source, text=text, score=score)
+
+
+def test_reciprocal_rank_fusion_rewards_agreement_and_respects_weights():
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]], [1.0, 1.0], k=60)
+    assert max(fused, key=fused.get) == "a"  # ranked 1st and 2nd beats 3rd and 1st
+    assert fused["b"] == pytest.approx(1 / 62)
+    weighted = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], [1.0, 3.0], k=60)
+    assert max(weighted, key=weighted.get) == "b"
+
+
+def test_near_duplicates_are_folded_and_their_sources_kept():
+    a = _p("Putin said the deputy prime ministers of the three countries will meet next week in Moscow.", "a.txt", 0.8)
+    b = _p("Putin said the deputy prime ministers of the three countries will meet next week in Moscow to talk.", "b.txt", 0.7)
+    c = _p("The ensuing conflict claimed some 30,000 lives.", "b.txt", 0.6)
+    assert near_duplicate(a.text, b.text) and not near_duplicate(a.text, c.text)
+    kept = fold_duplicates([a, b, c])
+    assert [p.text for p in kept] == [a.text, c.text]
+    assert kept[0].also_in == ["b.txt"]
+
+
+def test_budget_keeps_the_best_passages_that_fit_and_numbers_them():
+    long = _p("word " * 200)
+    short = [_p(f"Fact number {i} is short.") for i in range(5)]
+    chosen = fit_budget([short[0], long, *short[1:]], top_k=4, budget=40)
+    assert [p.n for p in chosen] == [1, 2, 3, 4] and long not in chosen
+    assert fit_budget([long], top_k=3, budget=10) == [long]  # the best passage always goes in
+
+
+@pytest.fixture
+def index(make_settings, embedder):
+    settings = make_settings()
+    index, _ = ingest(open_index(settings, embedder, label(settings)))
+    return index
+
+
+def test_hybrid_finds_exact_terms_and_reports_cosines(index):
+    retrieval = Retriever(index).retrieve("Lachin Corridor checkpoint ICJ")
+    assert retrieval.passages and "Lachin" in retrieval.passages[0].text
+    assert all(-1 <= p.score <= 1 for p in retrieval.passages)
+    assert retrieval.best_score == max(p.score for p in retrieval.passages) > 0.3
+
+
+def test_filters_by_source_and_date(index):
+    retriever = Retriever(index)
+    only_a = retriever.retrieve("Who met Putin in Moscow?", filters=Filters(sources=[SEED_A]))
+    assert only_a.passages and {p.source for p in only_a.passages} == {SEED_A}
+    dated = retriever.retrieve("Who met Putin in Moscow?", filters=Filters(since=date(2023, 5, 1)))
+    assert {p.source for p in dated.passages} == {SEED_B}  # the brief has no year: no date
+    assert retriever.retrieve("Who met Putin?", filters=Filters(until=date(2020, 1, 1))).passages == []
+
+
+def test_bm25_follows_edits_and_deletions(index, corpus: Path):
+    (corpus / SEED_A).write_text("Zorblax the comet was seen over Yerevan.\n", encoding="utf-8")
+    index, _ = ingest(index)
+    retriever = Retriever(index)
+    texts = " ".join(p.text for p in retriever.retrieve("Shoigu RIA West interfere discredit").passages)
+    assert "Shoigu" not in texts  # the stale chunk is gone from BM25 as well as from Chroma
+    assert "Zorblax" in retriever.retrieve("Zorblax comet").passages[0].text
+    (corpus / SEED_A).unlink()
+    index, _ = ingest(index)
+    assert all(p.source == SEED_B for p in Retriever(index).retrieve("Zorblax comet Yerevan").passages)
+
+
+def test_cli_filters(monkeypatch, tmp_path, corpus, capsys):
+    import json
+
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+    assert main(["ask", "Who will meet in Moscow next week?", "--json", "--source", SEED_B]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {r["source"] for r in data["retrieved"]} == {SEED_B}
+    with pytest.raises(SystemExit):
+        main(["ask", "x", "--since", "26 May"])
+    assert "expected a date as YYYY-MM-DD" in capsys.readouterr().err
