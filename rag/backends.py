@@ -195,7 +195,7 @@ def build_embedded_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
             temperature=settings.temperature,
             max_new_tokens=settings.max_tokens,
             context_window=settings.context_window,
-            model_kwargs={"n_threads": threads, "n_batch": 512, "verbose": False, "seed": 0},
+            model_kwargs={"n_threads": threads, "n_batch": 512, "flash_attn": True, "verbose": False, "seed": 0},
             verbose=False,
         )
     except ValueError as exc:

@@ -24,7 +24,6 @@ TEXT_EXTENSIONS = (".txt", ".md", ".markdown", ".rst", ".text")
 HTML_EXTENSIONS = (".html", ".htm", ".xhtml")
 EXTRACTED_EXTENSIONS = (".pdf", ".docx")  # binary formats: text comes from a LlamaIndex reader
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS + HTML_EXTENSIONS + EXTRACTED_EXTENSIONS
-MAX_FILE_BYTES = 64 * 1024 * 1024
 
 # Markup residue a reader does not see. Each pattern's match is replaced by group "keep"
 # when present (the visible text of a link), by the decoded entity for entities, else
@@ -316,15 +315,8 @@ class PlainTextReader(BaseReader):
         return [Document(text=cleaned.text, metadata=meta)]
 
 
-def _check_size(path: Path) -> None:
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise CorpusError(f"{path.name}: {size // (1024 * 1024)} MB is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit, skipped.")
-
-
 def read_text_file(path: Path) -> tuple[str, CleanText]:
     """A text/markdown/HTML file's text and its cleaned form."""
-    _check_size(path)
     raw = decode_text(path.read_bytes(), path.name)
     cleaned = clean_markup(raw, html_file=path.suffix.lower() in HTML_EXTENSIONS)
     if not cleaned.text.strip():
@@ -352,7 +344,6 @@ class ExtractedTextReader(BaseReader):
 
 
 def extract_text(path: Path) -> str:
-    _check_size(path)
     try:
         docs = _extracted_reader(path.suffix.lower()).load_data(path)
     except Exception as exc:  # pypdf and docx2txt raise many kinds of errors on damaged files
@@ -420,14 +411,28 @@ def load_file(folder: Path, file: Path, extractor: dict[str, BaseReader]) -> lis
     return docs
 
 
-def load_corpus(folder: Path) -> LoadedCorpus:
-    """Every readable file of the folder; unreadable or unsupported ones are listed with a reason."""
+def _too_big(file: Path, max_bytes: int) -> str | None:
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        return f"{file.name}: cannot read ({exc.strerror or exc}), skipped."
+    if size > max_bytes:
+        return (f"{file.name}: {size / 2**20:.0f} MB is over the {max_bytes / 2**20:.0f} MB limit (corpus.max_file_mb), skipped.")
+    return None
+
+
+def load_corpus(folder: Path, max_bytes: int = 20 * 2**20) -> LoadedCorpus:
+    """Every readable file of the folder; unreadable, oversized or unsupported ones are listed with a reason."""
     documents: list[Document] = []
     skipped: list[Skipped] = []
     offsets: dict[str, OffsetMap] = {}
     text_reader = PlainTextReader()
     extractor = file_extractor(text_reader)
     for file in list_files(folder):
+        reason = _too_big(file, max_bytes)
+        if reason:
+            skipped.append(Skipped(doc_id(folder, file), reason))
+            continue
         try:
             docs = load_file(folder, file, extractor)
         except CorpusError as exc:

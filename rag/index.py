@@ -8,7 +8,9 @@ changed files are replaced and deleted files are removed.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -49,7 +51,10 @@ def _client(settings: Settings) -> Any:
                 f"`chroma run --host {cfg.host} --port {cfg.port} --path DIR`, or set chroma.mode = \"embedded\"."
             ) from exc
     cfg.path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(cfg.path), settings=client_settings)
+    try:
+        return chromadb.PersistentClient(path=str(cfg.path), settings=client_settings)
+    except Exception as exc:  # a damaged sqlite file raises chromadb's internal errors
+        raise IndexStateError(f"The index at {cfg.path} cannot be opened ({exc}). Rebuild it with `rag ingest --rebuild`.") from exc
 
 
 def _fingerprint(settings: Settings, embed_label: str) -> dict[str, str]:
@@ -107,7 +112,7 @@ class Index:
 
     def rebuild_bm25(self) -> None:
         """Re-index the chunks for BM25 (LlamaIndex BM25Retriever) and persist it next to Chroma."""
-        from llama_index.retrievers.bm25 import BM25Retriever
+        BM25Retriever = _bm25_class()  # noqa: N806
 
         shutil.rmtree(self.bm25_path, ignore_errors=True)
         nodes = self.nodes()
@@ -115,12 +120,13 @@ class Index:
             return
         tmp = self.bm25_path.with_suffix(".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(len(nodes), 100), language="en").persist(str(tmp))
+        retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(len(nodes), 100), language="en")
+        retriever.persist(str(tmp), show_progress=False)
         os.replace(tmp, self.bm25_path)
 
     def load_bm25(self):  # noqa: ANN201 - BM25Retriever | None
-        """The persisted BM25 retriever; rebuilt when missing (e.g. an index from an older version)."""
-        from llama_index.retrievers.bm25 import BM25Retriever
+        """The persisted BM25 retriever; rebuilt when missing, an error naming the fix when damaged."""
+        BM25Retriever = _bm25_class()  # noqa: N806
 
         if not self.bm25_path.exists() and self.count():
             self.rebuild_bm25()
@@ -130,6 +136,14 @@ class Index:
             return BM25Retriever.from_persist_dir(str(self.bm25_path), show_progress=False)
         except Exception as exc:  # damaged files: rebuild from the collection
             raise IndexStateError(f"The BM25 index {self.bm25_path} is unreadable ({exc}). Run `rag ingest --rebuild`.") from exc
+
+
+def _bm25_class():  # noqa: ANN202
+    """LlamaIndex's BM25Retriever; bm25s sets its own logger to DEBUG on import, so quiet it after."""
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return BM25Retriever
 
 
 def _docstore_path(settings: Settings) -> Path:
@@ -150,10 +164,7 @@ def open_index(settings: Settings, embed_model: BaseEmbedding, embed_label: str)
             f"The index at {settings.chroma.path} cannot be opened ({exc}). Rebuild it with `rag ingest --rebuild`."
         ) from exc
     path = _docstore_path(settings)
-    try:
-        docstore = SimpleDocumentStore.from_persist_path(str(path)) if path.exists() else SimpleDocumentStore()
-    except ValueError as exc:
-        raise IndexStateError(f"The docstore {path} is unreadable ({exc}). Rebuild with `rag ingest --rebuild`.") from exc
+    docstore = _load_docstore(path)
     return Index(
         settings=settings,
         embed_model=embed_model,
@@ -249,11 +260,54 @@ def ingest_lock(settings: Settings, on_wait: Callable[[str], None] | None = None
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _load_docstore(path: Path) -> SimpleDocumentStore:
+    try:
+        return SimpleDocumentStore.from_persist_path(str(path)) if path.exists() else SimpleDocumentStore()
+    except ValueError as exc:
+        raise IndexStateError(f"The docstore {path} is unreadable ({exc}). Rebuild with `rag ingest --rebuild`.") from exc
+
+
 def _persist_docstore(index: Index) -> None:
     """Write the docstore atomically: a crash mid-write leaves the previous copy intact."""
     tmp = index.docstore_path.with_suffix(".tmp")
     index.docstore.persist(str(tmp))
     os.replace(tmp, index.docstore_path)
+
+
+_UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def wipe_index_folder(settings: Settings) -> list[str]:
+    """Delete the index files (Chroma's sqlite and segment folders, docstore, BM25) so it can be rebuilt.
+
+    Only files the index writes are touched, and never inside the corpus folder.
+    """
+    folder = settings.chroma.path.resolve()
+    corpus = settings.corpus.path.resolve()
+    if folder == corpus or corpus.is_relative_to(folder) or folder.is_relative_to(corpus):
+        raise IndexStateError(f"The index folder {folder} overlaps the corpus folder {corpus}; move chroma.path elsewhere.")
+    name = settings.chroma.collection
+    removed = []
+    for entry in folder.iterdir() if folder.is_dir() else []:
+        ours = entry.name in ("chroma.sqlite3", f"{name}.docstore.json", f"{name}.bm25", f"{name}.bm25.tmp")
+        if ours or (entry.is_dir() and _UUID_DIR.match(entry.name)):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            removed.append(entry.name)
+    return removed
+
+
+def open_or_reset(settings: Settings, embed_model: BaseEmbedding, embed_label: str, reset_broken: bool) -> Index:
+    """Open the index; with `reset_broken`, an index that cannot be opened is wiped and created anew."""
+    try:
+        return open_index(settings, embed_model, embed_label)
+    except IndexStateError:
+        if not reset_broken or settings.chroma.mode != "embedded":
+            raise
+        wipe_index_folder(settings)
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # forget the client bound to the damaged files
+        return open_index(settings, embed_model, embed_label)
 
 
 def rebuild(index: Index) -> Index:
@@ -297,7 +351,8 @@ def ingest(
     start = time.perf_counter()
     folder = folder or index.settings.corpus.path
     with ingest_lock(index.settings, on_wait):
-        corpus = load_corpus(folder)
+        index.docstore = _load_docstore(index.docstore_path)  # another process may have ingested meanwhile
+        corpus = load_corpus(folder, int(index.settings.corpus.max_file_mb * 2**20))
         report = IngestReport(folder=str(folder), skipped=corpus.skipped)
         if rebuild_first or _fingerprint(index.settings, index.embed_label) != index.built_with():
             report.rebuilt = bool(index.count()) or rebuild_first

@@ -142,6 +142,8 @@ class Retriever:
         order = sorted(fused, key=fused.get, reverse=True)[: cfg.candidates]
         passages = [_to_passage(*found[node_id]) for node_id in order]
         best = max((p.score for p in passages), default=-1.0)
+        # a keyword match with no semantic relation spends budget and can carry stray instructions
+        passages = [p for p in passages if p.score >= cfg.min_passage_score or p.score == best]
         if cfg.dedup:
             passages = fold_duplicates(passages)
         return Retrieval(fit_budget(passages, top_k or cfg.top_k, cfg.context_tokens), best)

@@ -30,6 +30,7 @@ class _Group(BaseModel):
 
 class CorpusSettings(_Group):
     path: Path = Field(Path("seeds"), description="Folder of documents to answer from.")
+    max_file_mb: float = Field(20, gt=0, le=1024, description="Larger files are skipped with a warning (embedding them takes long).")
 
 
 class ChromaSettings(_Group):
@@ -65,6 +66,7 @@ class RetrievalSettings(_Group):
     candidates: int = Field(12, ge=1, le=200, description="Chunks fetched before de-duplication and budgeting.")
     context_tokens: int = Field(250, ge=50, le=32000, description="Token budget for the passages in the prompt.")
     min_score: float = Field(0.3, ge=-1, le=1, description="Best passage below this cosine similarity: refuse without asking the LLM.")
+    min_passage_score: float = Field(0.2, ge=-1, le=1, description="Passages less similar than this are left out of the prompt.")
 
 
 class AnswerSettings(_Group):

@@ -127,3 +127,33 @@ def test_damaged_pdf_and_docx_are_skipped_with_a_reason(tmp_path: Path):
     reasons = {s.file: s.reason for s in loaded.skipped}
     assert "cannot extract text" in reasons["broken.pdf"] or "no extractable text" in reasons["broken.pdf"]
     assert "cannot extract text" in reasons["broken.docx"]
+
+
+SENTENCES = st.sampled_from([
+    "The ferry leaves at nine.", "Tickets cost **12 euros**.", "See <u>the notice</u> board.", "Prices &amp; times vary.",
+    "## Harbour news", "A [map](http://example.org/map) is online.", "Ça coûte cher — très cher.", "Rain is likely.",
+])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(SENTENCES, min_size=1, max_size=6), min_size=1, max_size=12))
+def test_every_chunk_span_slices_the_file_to_the_chunk(tmp_path_factory, paragraphs):
+    """Property: a chunk's recorded source span, cleaned, is the chunk's text (over random documents)."""
+    from llama_index.core import MockEmbedding
+
+    from rag.index import ingest, open_index
+    from rag.settings import load_settings
+
+    root = tmp_path_factory.mktemp("prop")
+    (root / "corpus").mkdir()
+    raw = "\n\n".join(" ".join(p) for p in paragraphs) + "\n"
+    (root / "corpus" / "doc.md").write_text(raw, encoding="utf-8")
+    settings = load_settings(overrides={"corpus": {"path": str(root / "corpus")}, "chroma": {"path": str(root / "index")},
+                                        "retrieval": {"mode": "vector"}})
+    index, _ = ingest(open_index(settings, MockEmbedding(embed_dim=8), "mock:8"))
+    got = index.collection.get(include=["documents", "metadatas"])
+    cleaned = clean_markup(raw)
+    for text, meta in zip(got["documents"], got["metadatas"]):
+        start, end = meta["source_start"], meta["source_end"]
+        clean_start, clean_end = cleaned.offsets.to_clean(start, end)
+        assert cleaned.text[clean_start:clean_end].strip() == text.strip()

@@ -52,6 +52,8 @@ def test_ingest_and_ask_stay_on_this_machine(loopback_only, monkeypatch, tmp_pat
     monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     assert main(["ingest"]) == 0
     assert main(["ask", "Who will meet in Moscow next week?", "--json"]) == 0
+    testset = Path(__file__).resolve().parent.parent / "eval" / "testset.yaml"
+    assert main(["eval", "--testset", str(testset), "--limit", "3", "--html-out", str(tmp_path / "r.html")]) == 0
     assert loopback_only == []
 
 
