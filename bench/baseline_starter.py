@@ -3,7 +3,8 @@
 The starter: SimpleDirectoryReader over the corpus, VectorStoreIndex.from_documents (default
 chunking), index.as_query_engine() with default settings, answering with the same LLM and
 the same embedding model as our pipeline. It has no chat memory (follow-ups are asked
-alone), writes no citations, and refuses only when the model says so.
+alone), writes no citations, and refuses only when the model says so. The prompt each
+pipeline sends is counted in tokens.
 
     .venv/bin/python bench/baseline_starter.py [--limit N] [--out reports/]
 
@@ -20,6 +21,9 @@ import time
 from pathlib import Path
 
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.llm import LLMCompletionStartEvent
 
 from rag.citations import is_refusal
 from rag.cli import summary_table
@@ -30,8 +34,23 @@ from rag.schema import Answer, Backend, RetrievedRef, Timings
 from rag.settings import load_settings
 
 
+class PromptRecorder(BaseEventHandler):
+    """Keeps the last prompt LlamaIndex sends to the LLM (the starter builds it inside LlamaIndex)."""
+
+    last: str = ""
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "PromptRecorder"
+
+    def handle(self, event, **kwargs) -> None:  # noqa: ANN001
+        if isinstance(event, LLMCompletionStartEvent):
+            PromptRecorder.last = event.prompt
+
+
 def starter_answer_fn(engine: Engine):  # noqa: ANN201
     """Answer cases with the starter query engine (same LLM and embedder as `engine`)."""
+    get_dispatcher().add_event_handler(PromptRecorder())
     documents = SimpleDirectoryReader(str(engine.settings.corpus.path), filename_as_id=True).load_data()
     index = VectorStoreIndex.from_documents(documents, embed_model=engine.embed_model)
     query_engine = index.as_query_engine(llm=engine.llm, streaming=True)
@@ -51,8 +70,10 @@ def starter_answer_fn(engine: Engine):  # noqa: ANN201
             RetrievedRef(source=str(n.node.metadata.get("file_name", "?")), score=float(n.score or 0), text=n.node.get_content())
             for n in response.source_nodes
         ]
+        model = getattr(engine.llm, "_model", None)  # in-process models only
+        tokens = len(model.tokenize(PromptRecorder.last.encode("utf-8"), add_bos=False, special=True)) if model else None
         return Answer(
-            question=case.question, answer=text, refused=is_refusal(text), retrieved=retrieved, backend=backend,
+            question=case.question, answer=text, refused=is_refusal(text), retrieved=retrieved, backend=backend, prompt_tokens=tokens,
             timings=Timings(first_token_s=round(first, 3) if first else None, total_s=round(time.perf_counter() - start, 3)),
         )
 

@@ -7,10 +7,9 @@ gives the very same prompt to the same llama.cpp model directly, from the same c
   embed query, retrieve, build prompt, time to first token, decode, cite/ground, total
   raw llama.cpp: time to first token, total;  pipeline overhead = 1 - raw total / our total
 
-With --starter it also runs the LlamaIndex starter pipeline (same models) and compares prompt
-tokens and latencies.
+Prompt size and latency against the LlamaIndex starter: bench/baseline_starter.py.
 
-    .venv/bin/python bench/latency.py [--limit N] [--starter]
+    .venv/bin/python bench/latency.py [--limit N]
 """
 
 from __future__ import annotations
@@ -19,10 +18,6 @@ import argparse
 import statistics
 import sys
 import time
-
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events.llm import LLMCompletionStartEvent
 
 from rag.answer import ask, build_messages, warm_up
 from rag.engine import build_engine
@@ -44,20 +39,6 @@ def raw_llama(engine, prompt: str) -> tuple[float, float, int]:  # noqa: ANN001
     return first or 0.0, time.perf_counter() - start, tokens
 
 
-class PromptRecorder(BaseEventHandler):
-    """Keeps the prompts LlamaIndex sends to the LLM (the starter's prompt is built inside LlamaIndex)."""
-
-    prompts: list[str] = []
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "PromptRecorder"
-
-    def handle(self, event, **kwargs) -> None:  # noqa: ANN001
-        if isinstance(event, LLMCompletionStartEvent):
-            self.prompts.append(event.prompt)
-
-
 def median(values: list[float]) -> float:
     return round(statistics.median(values), 3) if values else float("nan")
 
@@ -65,7 +46,6 @@ def median(values: list[float]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int)
-    parser.add_argument("--starter", action="store_true", help="also measure the LlamaIndex starter pipeline")
     args = parser.parse_args()
     settings = load_settings()
     engine = build_engine(settings)
@@ -110,31 +90,7 @@ def main() -> int:
     overheads = [1 - raw / ours for raw, ours in zip(rows["raw_total"], rows["total"]) if ours]
     print(f"Pipeline overhead (1 - raw/ours, median per question): {median(overheads):.1%}; "
           f"TTFT ours/raw: {median(rows['ttft']) / median(rows['raw_ttft']):.2f}x")
-    if args.starter:
-        starter(engine, cases, rows)
     return 0
-
-
-def starter(engine, cases, ours: dict[str, list[float]]) -> None:  # noqa: ANN001
-    """The LlamaIndex starter on the same questions: prompt tokens and latency."""
-    from baseline_starter import starter_answer_fn  # noqa: PLC0415 - sibling script in bench/
-
-    recorder = PromptRecorder()
-    get_dispatcher().add_event_handler(recorder)
-    answer_fn = starter_answer_fn(engine)
-    tokens, ttft, total = [], [], []
-    for case in cases:
-        recorder.prompts.clear()
-        answer = answer_fn(case)
-        prompt = recorder.prompts[-1] if recorder.prompts else ""
-        tokens.append(len(engine.llm._model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)))  # noqa: SLF001
-        ttft.append(answer.timings.first_token_s or answer.timings.total_s)
-        total.append(answer.timings.total_s)
-        print(f"  starter {case.id}: {tokens[-1]} prompt tokens, ttft {ttft[-1]:.2f}s total {total[-1]:.2f}s", file=sys.stderr, flush=True)
-    print("LlamaIndex starter (same models), medians:")
-    print(f"  {'prompt tokens':<24}{median(tokens):>8}   ours {median(ours['tokens'])}  ratio {median(tokens) / median(ours['tokens']):.1f}x")
-    print(f"  {'time to first token':<24}{median(ttft):>8}   ours {median(ours['ttft'])}  ratio {median(ttft) / median(ours['ttft']):.1f}x")
-    print(f"  {'total':<24}{median(total):>8}   ours {median(ours['total'])}  ratio {median(total) / median(ours['total']):.1f}x")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ class CaseResult(BaseModel):
     judge_correctness: float | None = None  # 1..5
     latency_s: float = 0.0
     first_token_s: float | None = None
+    prompt_tokens: int | None = None
     error: str | None = None
     passed: bool = False
 
@@ -141,6 +142,7 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
         similarity=similarity,
         latency_s=answer.timings.total_s,
         first_token_s=answer.timings.first_token_s,
+        prompt_tokens=answer.prompt_tokens,
         citations_valid=sum(c.verified for c in answer.citations),
         citations_total=len(answer.citations),
     )
@@ -202,6 +204,7 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "latency_p50_s": _percentile(latencies, 50),
         "latency_p95_s": _percentile(latencies, 95),
         "ttft_p50_s": _percentile(ttfts, 50),
+        "prompt_tokens_p50": _percentile([r.prompt_tokens for r in results if r.prompt_tokens], 50),
         **_judge_summary(results),
     }
 

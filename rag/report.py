@@ -26,6 +26,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("latency_p50_s", "Latency p50 (s)", "median time to the full answer"),
     ("latency_p95_s", "Latency p95 (s)", "95th percentile of the time to the full answer"),
     ("ttft_p50_s", "First token p50 (s)", "median time to the first streamed token"),
+    ("prompt_tokens_p50", "Prompt tokens p50", "median length of the prompt sent to the LLM"),
 ]
 RATES = ["correct", "refusal_accuracy", "false_refusals", "hit_rate", "mrr", "context_recall", "citation_validity", "source_precision", "semantic_similarity"]
 
