@@ -12,7 +12,7 @@ from rag.errors import RagError
 from rag.evaluate import evaluate, load_testset
 from rag.report import render_html
 from rag.settings import load_settings
-from rag.ui import error_box, escape_md, get_engine
+from rag.ui import error_box, get_engine
 
 st.set_page_config(page_title="Evaluation", page_icon="📏", layout="wide")
 st.header("📏 Evaluation")

@@ -78,3 +78,33 @@ def real_engine(tmp_path_factory: pytest.TempPathFactory, embedder):
 
 def label(settings: Settings) -> str:
     return embed_label(settings.embed)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for servers the tests start."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mock_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, corpus: Path) -> Path:
+    """RAG_* variables for a door (CLI, app) over the temp corpus, a temp index and the mock LLM."""
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+    return corpus
+
+
+@pytest.fixture
+def embed(embedder):
+    """Unit-length embeddings of a list of texts, as the pipeline computes them."""
+    import numpy as np
+
+    def run(texts):
+        v = np.asarray(embedder.get_text_embedding_batch(texts), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    return run

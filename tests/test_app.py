@@ -9,11 +9,8 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 
 
-@pytest.fixture
-def app(monkeypatch, tmp_path, corpus):
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+def _start() -> AppTest:
+    """A fresh app session (models and index built anew for the current RAG_* settings)."""
     from rag.ui import clear_caches
 
     clear_caches()
@@ -21,6 +18,11 @@ def app(monkeypatch, tmp_path, corpus):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture
+def app(mock_env):
+    return _start()
 
 
 def _ask(at: AppTest, question: str) -> AppTest:
@@ -104,20 +106,14 @@ def test_bad_configuration_is_an_error_not_a_traceback(monkeypatch, tmp_path):
     assert at.error and "llm.backend" in plain(at.error[0].value)
 
 
-def test_document_markup_is_inert(monkeypatch, tmp_path):
+def test_document_markup_is_inert(mock_env, monkeypatch, tmp_path):
     corpus = tmp_path / "evil"
     corpus.mkdir()
     (corpus / "evil.txt").write_text(
         "The launch code is <script>alert('x')</script> kept in [the vault](http://evil.example). "
         "The vault door uses <img src=x onerror=alert(1)> a lock &amp; key.\n", encoding="utf-8")
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
-    from rag.ui import clear_caches
-
-    clear_caches()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
+    at = _start()
     _ask(at, "Where is the launch code kept?")
     html_out = " ".join(h.proto.body for h in at.html)
     assert "<script" not in html_out and "<img" not in html_out

@@ -1,7 +1,5 @@
 """LLM backends: a real OpenAI-compatible server (llama.cpp serving SmolLM2), and clear errors."""
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,17 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.answer import ask, stream_answer
+from conftest import free_port
+
+from rag.answer import stream_answer
 from rag.backends import PRESETS, build_llm, ensure_gguf, llm_label
 from rag.cli import main
 from rag.errors import BackendError
 from rag.settings import load_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_server(model: Path, port: int, log: Path) -> subprocess.Popen:
@@ -47,7 +41,7 @@ def smollm2(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def server(smollm2, tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = _start_server(smollm2, port, tmp_path / "server.log")
     yield proc, f"http://127.0.0.1:{port}/v1"
     proc.terminate()
@@ -115,11 +109,11 @@ def test_unknown_model_names_the_server_and_what_it_serves(server, remote_env, m
     monkeypatch.setenv("RAG_LLM_MODEL", "gpt-99")
     assert main(["ask", "What did Pashinyan say?"]) == 2
     err = capsys.readouterr().err
-    assert f"does not serve model 'gpt-99' (it serves: smollm2)" in err and "Traceback" not in err
+    assert "does not serve model 'gpt-99' (it serves: smollm2)" in err and "Traceback" not in err
 
 
 def test_unreachable_base_url_is_a_clear_error(remote_env, monkeypatch, capsys):
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     monkeypatch.setenv("RAG_LLM_BASE_URL", url)
     monkeypatch.setenv("RAG_LLM_TIMEOUT_S", "5")
     assert main(["ask", "What did Pashinyan say?"]) == 2
@@ -151,7 +145,7 @@ def test_ollama_down_is_a_clear_error(monkeypatch, tmp_path, corpus, capsys):
     monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_LLM_BACKEND", "ollama")
     monkeypatch.setenv("RAG_LLM_MODEL", "qwen2.5:1.5b")
-    monkeypatch.setenv("RAG_LLM_BASE_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("RAG_LLM_BASE_URL", f"http://127.0.0.1:{free_port()}")
     assert main(["ask", "What did Pashinyan say Armenia was ready to unblock?"]) == 2
     err = capsys.readouterr().err
     assert "Cannot connect to the LLM backend (ollama:qwen2.5:1.5b @ http://127.0.0.1:" in err

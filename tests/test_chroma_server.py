@@ -1,13 +1,14 @@
 """Chroma in client/server mode: `chroma run` on loopback, ingest and ask against it."""
 
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from conftest import free_port
 
 from rag.cli import main
 
@@ -16,19 +17,13 @@ CHROMA = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "chroma"
 pytestmark = pytest.mark.server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def chroma_server(tmp_path):
     import shutil
     import sys
 
     binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or str(CHROMA)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([binary, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "server-data")],
                             stdout=open(tmp_path / "chroma.log", "w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 60
@@ -71,7 +66,7 @@ def test_ingest_and_ask_against_a_chroma_server(chroma_server, monkeypatch, tmp_
 def test_chroma_server_down_is_a_clear_error(monkeypatch, tmp_path, corpus, capsys):
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
     monkeypatch.setenv("RAG_CHROMA_MODE", "http")
-    monkeypatch.setenv("RAG_CHROMA_PORT", str(_free_port()))
+    monkeypatch.setenv("RAG_CHROMA_PORT", str(free_port()))
     monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "local"))
     monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     assert main(["ingest"]) == 2

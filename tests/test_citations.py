@@ -1,5 +1,3 @@
-import numpy as np
-import pytest
 from hypothesis import given, strategies as st
 
 from rag.citations import (
@@ -21,13 +19,6 @@ def _passage(n: int, text: str, source: str = "a.txt", start: int = 0) -> Passag
     return Passage(n=n, node_id=f"{source}::{n}", source=source, text=text, score=0.8, start=start, end=start + len(text))
 
 
-@pytest.fixture
-def embed(embedder):
-    def run(texts):
-        v = np.asarray(embedder.get_text_embedding_batch(texts), dtype=np.float32)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    return run
 
 
 def test_sentences_split_on_lines_and_punctuation():

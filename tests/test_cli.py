@@ -1,31 +1,22 @@
 import json
 
-import pytest
 
 from conftest import SEED_A, SEED_B
 from rag.cli import main
 
 
-@pytest.fixture
-def cli_env(monkeypatch, tmp_path, corpus):
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
-    return corpus
-
-
-def test_ingest_prints_what_changed(cli_env, capsys):
+def test_ingest_prints_what_changed(mock_env, capsys):
     assert main(["ingest"]) == 0
     out = capsys.readouterr().out
     assert f"added  {SEED_A}" in out and f"added  {SEED_B}" in out and "2 added" in out
     assert main(["ingest"]) == 0
     assert "0 added, 0 updated, 0 removed, 2 unchanged" in capsys.readouterr().out
-    (cli_env / "junk.txt").write_bytes(b"\x00\x01binary")
+    (mock_env / "junk.txt").write_bytes(b"\x00\x01binary")
     assert main(["ingest"]) == 0
     assert "skipped  junk.txt: junk.txt: looks binary" in capsys.readouterr().out
 
 
-def test_ask_json_has_the_documented_fields(cli_env, capsys):
+def test_ask_json_has_the_documented_fields(mock_env, capsys):
     assert main(["ask", "Who will meet in Moscow next week, according to Putin?", "--json"]) == 0  # ingests first
     data = json.loads(capsys.readouterr().out)
     assert {"question", "answer", "refused", "citations", "retrieved", "backend", "timings"} <= set(data)
@@ -38,7 +29,7 @@ def test_ask_json_has_the_documented_fields(cli_env, capsys):
     assert {"retrieve_s", "first_token_s", "total_s"} <= set(data["timings"])
 
 
-def test_ask_with_history_file(cli_env, tmp_path, capsys):
+def test_ask_with_history_file(mock_env, tmp_path, capsys):
     history = tmp_path / "h.json"
     history.write_text(json.dumps([
         {"role": "user", "content": "What did Pashinyan say Armenia was ready to unblock?"},
@@ -49,13 +40,13 @@ def test_ask_with_history_file(cli_env, tmp_path, capsys):
     assert "Pashinyan" in data["standalone_question"] and "progress" in data["answer"]
 
 
-def test_plain_ask_streams_and_lists_sources(cli_env, capsys):
+def test_plain_ask_streams_and_lists_sources(mock_env, capsys):
     assert main(["ask", "What did Pashinyan say Armenia was ready to unblock?"]) == 0
     out = capsys.readouterr().out
     assert "transport links" in out and "Sources:" in out and "(verified)" in out
 
 
-def test_errors_are_messages_not_tracebacks(cli_env, tmp_path, monkeypatch, capsys):
+def test_errors_are_messages_not_tracebacks(mock_env, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RAG_LLM_BACKEND", "nonsense")
     assert main(["ask", "hi"]) == 2
     err = capsys.readouterr().err
@@ -71,7 +62,7 @@ def test_errors_are_messages_not_tracebacks(cli_env, tmp_path, monkeypatch, caps
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_chat_repl_keeps_history_and_new_resets(cli_env, monkeypatch, capsys):
+def test_chat_repl_keeps_history_and_new_resets(mock_env, monkeypatch, capsys):
     lines = iter([
         "What did Pashinyan say Armenia was ready to unblock?",
         "What did he say about progress?",

@@ -83,10 +83,7 @@ def test_thresholds_gate(tmp_path):
     assert failures == ["correct = 0.6 is below the minimum 0.7", "latency_p50_s = 6 is above the maximum 5"]
 
 
-def test_rag_eval_writes_json_and_html(monkeypatch, tmp_path, corpus, capsys):
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+def test_rag_eval_writes_json_and_html(mock_env, monkeypatch, tmp_path, corpus, capsys):
     out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
     code = main(["eval", "--testset", str(ROOT / "eval" / "testset.yaml"), "--limit", "6",
                  "--json-out", str(out_json), "--html-out", str(out_html)])
@@ -104,25 +101,19 @@ def test_rag_eval_writes_json_and_html(monkeypatch, tmp_path, corpus, capsys):
     assert page.count("<img alt=") == 2 and "data:image/png;base64," in page and "<script" not in page
 
 
-def test_eval_gate_fails_on_thresholds(monkeypatch, tmp_path, corpus, capsys):
+def test_eval_gate_fails_on_thresholds(mock_env, monkeypatch, tmp_path, corpus, capsys):
     limits = tmp_path / "limits.toml"
     limits.write_text("[min]\ncorrect = 1.01\n")
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     monkeypatch.setenv("RAG_EVAL_THRESHOLDS", str(limits))
     assert main(["eval", "--testset", str(ROOT / "eval" / "testset.yaml"), "--limit", "2", "--gate"]) == 1
     assert "GATE FAILED: correct" in capsys.readouterr().err
 
 
-def test_evaluation_page_runs_a_testset(monkeypatch, tmp_path, corpus):
+def test_evaluation_page_runs_a_testset(mock_env, monkeypatch, tmp_path, corpus):
     from streamlit.testing.v1 import AppTest
 
     from rag.ui import clear_caches
 
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     monkeypatch.setenv("RAG_EVAL_TESTSET", str(ROOT / "eval" / "testset.yaml"))
     clear_caches()
     at = AppTest.from_file(str(ROOT / "pages" / "1_Evaluation.py"), default_timeout=300)

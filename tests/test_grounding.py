@@ -1,7 +1,5 @@
 """The grounding check on the failure modes measured with the 1.5B model."""
 
-import numpy as np
-import pytest
 
 from rag.citations import attribute
 from rag.grounding import judge, question_words
@@ -17,13 +15,6 @@ PASSAGES = [
 ]
 
 
-@pytest.fixture
-def embed(embedder):
-    def run(texts):
-        v = np.asarray(embedder.get_text_embedding_batch(texts), dtype=np.float32)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    return run
 
 
 def verdict(embed, question, draft):

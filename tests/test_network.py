@@ -46,10 +46,7 @@ def loopback_only(monkeypatch):
     return attempts
 
 
-def test_ingest_and_ask_stay_on_this_machine(loopback_only, monkeypatch, tmp_path, corpus, capsys):
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+def test_ingest_and_ask_stay_on_this_machine(mock_env, loopback_only, monkeypatch, tmp_path, corpus, capsys):
     assert main(["ingest"]) == 0
     assert main(["ask", "Who will meet in Moscow next week?", "--json"]) == 0
     testset = Path(__file__).resolve().parent.parent / "eval" / "testset.yaml"
@@ -71,14 +68,11 @@ def test_the_guard_itself_blocks_lookups(loopback_only):
     assert loopback_only == ["example.invalid"]
 
 
-def test_app_start_and_question_stay_on_this_machine(loopback_only, monkeypatch, tmp_path, corpus):
+def test_app_start_and_question_stay_on_this_machine(mock_env, loopback_only, monkeypatch, tmp_path, corpus):
     from streamlit.testing.v1 import AppTest
 
     from rag.ui import clear_caches
 
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     clear_caches()
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=120)
     at.run()

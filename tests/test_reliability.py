@@ -14,7 +14,7 @@ from conftest import SEED_A, SEED_B, label
 from fake_openai import FakeOpenAI
 from rag.answer import ask
 from rag.cli import main
-from rag.errors import BackendError, CorpusError, IndexStateError
+from rag.errors import BackendError, CorpusError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def test_backend_failures_are_clear_and_the_chat_goes_on(fake_env, monkeypatch, 
     monkeypatch.setattr("builtins.input", typed)
     assert main(["chat"]) == 0
     out = capsys.readouterr().out
-    assert f"Error: " in out and message in out and fake_env.url in out
+    assert "Error: " in out and message in out and fake_env.url in out
     assert "deputy prime ministers" in out.lower().split("error:")[-1]  # the next question is answered
 
 
@@ -113,10 +113,7 @@ def test_oversized_and_vanishing_files_are_skipped_and_the_rest_ingested(make_se
     assert sorted(report.added) == [SEED_A, SEED_B]
 
 
-def test_corrupted_index_is_detected_and_rebuilt_on_request(monkeypatch, tmp_path, corpus, capsys):
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
+def test_corrupted_index_is_detected_and_rebuilt_on_request(mock_env, monkeypatch, tmp_path, corpus, capsys):
     assert main(["ingest"]) == 0
     before = sorted(p.name for p in corpus.iterdir())
     (tmp_path / "index" / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
@@ -133,12 +130,9 @@ def test_corrupted_index_is_detected_and_rebuilt_on_request(monkeypatch, tmp_pat
     assert "rag ingest --rebuild" in capsys.readouterr().err
 
 
-def test_missing_index_folder_is_rebuilt_by_the_next_ask(monkeypatch, tmp_path, corpus, capsys):
+def test_missing_index_folder_is_rebuilt_by_the_next_ask(mock_env, monkeypatch, tmp_path, corpus, capsys):
     import shutil
 
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     assert main(["ingest"]) == 0
     capsys.readouterr()
     shutil.rmtree(tmp_path / "index")

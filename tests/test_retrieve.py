@@ -76,14 +76,11 @@ def test_bm25_follows_edits_and_deletions(index, corpus: Path):
     assert all(p.source == SEED_B for p in Retriever(index).retrieve("Zorblax comet Yerevan").passages)
 
 
-def test_cli_filters(monkeypatch, tmp_path, corpus, capsys):
+def test_cli_filters(mock_env, monkeypatch, tmp_path, corpus, capsys):
     import json
 
     from rag.cli import main
 
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     assert main(["ask", "Who will meet in Moscow next week?", "--json", "--source", SEED_B]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {r["source"] for r in data["retrieved"]} == {SEED_B}
