@@ -107,7 +107,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides)
 
 
-def _engine(settings: Settings, quiet: bool = False):  # noqa: ANN202
+def _engine(settings: Settings, quiet: bool = False, warm: bool = False):  # noqa: ANN202
+    """The engine; `warm` loads the model and caches the fixed prompt now, for doors that ask many questions."""
+    from rag.answer import warm_up
     from rag.engine import build_engine
 
     if not quiet:
@@ -115,13 +117,9 @@ def _engine(settings: Settings, quiet: bool = False):  # noqa: ANN202
     engine = build_engine(settings)
     if engine.first_ingest and not quiet:
         print(f"Indexed the corpus: {engine.first_ingest.summary()}", file=sys.stderr)
+    if warm:
+        warm_up(engine)
     return engine
-
-
-def _warm(engine) -> None:  # noqa: ANN001
-    from rag.answer import warm_up
-
-    warm_up(engine)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -153,23 +151,18 @@ def _read_history(path: Path | None) -> list[Turn]:
         raise RagError(f"--history {path}: expected a JSON list of {{role: user|assistant, content}} ({exc})") from exc
 
 
-def print_answer(answer: Answer, streamed: bool) -> None:
-    """After a streamed draft: the cited answer (or the refusal) and its sources."""
-    if streamed:
-        print()
+def print_answer(answer: Answer) -> None:
+    """After the streamed draft: the refusal (if the draft was withheld) or the cited answer, and sources."""
+    print()
     if answer.refused:
-        why = f" ({answer.refusal_reason})" if answer.refusal_reason and answer.draft else ""
-        print(f"\n{answer.answer}{why}" if streamed and answer.draft else ("" if streamed else answer.answer))
-        closest = answer.passages[:3]
-        if closest and answer.refusal_reason != "no question":
+        if answer.draft:  # the streamed draft was not grounded: say so plainly
+            print(f"\n{answer.answer} (the draft above was withheld: {answer.refusal_reason})")
+        if answer.passages and answer.refusal_reason != "no question":
             print("Closest passages:")
-            for p in closest:
-                print(f"  - {p.source}: {p.text[:160].strip()}…")
+            for p in answer.passages[:3]:
+                print(f"  - {p.source}: {' '.join(p.text.split())[:160]}…")
         return
-    if not streamed:
-        print(answer.answer)
-    else:
-        print(f"\nWith citations: {answer.answer}")
+    print(f"\nWith citations: {answer.answer}")
     seen: set[tuple[int, str]] = set()
     if answer.citations:
         print("Sources:")
@@ -204,14 +197,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
-        print_answer(answer, streamed=True)
+        print_answer(answer)
     return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    engine = _engine(settings)
-    _warm(engine)
+    engine = _engine(settings, warm=True)
     history: list[Turn] = []
     print("Ask about the documents. /new starts over, /quit (or Ctrl-D) leaves.")
     while True:
@@ -234,7 +226,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         except RagError as exc:
             print(f"\nError: {exc}")
             continue
-        print_answer(answer, streamed=True)
+        print_answer(answer)
         history += [Turn(role="user", content=question), Turn(role="assistant", content=answer.answer)]
 
 
@@ -267,8 +259,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     path = args.testset or settings.eval.testset
-    cases = load_testset(path)[: args.limit] if args.limit else load_testset(path)
-    engine = _engine(settings)
+    cases = load_testset(path)
+    cases = cases[: args.limit] if args.limit else cases
+    engine = _engine(settings, warm=True)
     judge_settings = settings.eval.judge()
     judge = llm_judge(build_llm(judge_settings, settings.cache_dir)) if judge_settings else None
     bar = tqdm(total=len(cases), unit="case", file=sys.stderr, dynamic_ncols=True)
