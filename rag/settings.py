@@ -59,7 +59,7 @@ class RetrievalSettings(_Group):
     bm25_weight: float = Field(1.0, ge=0, le=10, description="Weight of the BM25 ranking in the fusion.")
     rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant.")
     dedup: bool = Field(True, description="Fold near-duplicate chunks (the later ones' sources stay listed).")
-    rerank: bool = Field(False, description="Re-rank by the share of the question's words a chunk holds.")
+    rerank: bool = Field(True, description="Re-rank by the share of the question's words a chunk holds.")
     mmr: bool = Field(True, description="Maximal marginal relevance for the vector ranking (more diverse chunks).")
     mmr_threshold: float = Field(0.5, ge=0, le=1, description="MMR balance: 1 = relevance only, 0 = diversity only.")
     top_k: int = Field(6, ge=1, le=50, description="Passages put in the prompt at most.")

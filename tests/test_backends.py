@@ -191,3 +191,31 @@ def test_openai_backend_streams_through_an_openai_api(server, remote_env, monkey
     deltas = list(stream)
     assert len(deltas) > 2 and "1991" in stream.answer.answer
     assert stream.answer.backend.llm == f"openai:gpt-4o-mini @ {url}"
+
+
+def test_ollama_backend_streams_and_doctor_checks_the_model(monkeypatch, tmp_path, corpus, embedder, capsys):
+    """The `ollama` backend (LlamaIndex Ollama, native API) against a server speaking that API."""
+    from fake_openai import FakeOpenAI
+
+    from rag.engine import build_engine
+
+    server = FakeOpenAI()
+    try:
+        root = server.url.removesuffix("/v1")
+        monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+        monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+        monkeypatch.setenv("RAG_LLM_BACKEND", "ollama")
+        monkeypatch.setenv("RAG_LLM_BASE_URL", root)
+        monkeypatch.setenv("RAG_LLM_MODEL", "fake")
+        engine = build_engine(load_settings(), embed_model=embedder)
+        stream = stream_answer(engine, "Who will meet in Moscow next week?")
+        deltas = list(stream)
+        assert len(deltas) == 4 and not stream.answer.refused and stream.answer.citations
+        assert stream.answer.backend.llm == f"ollama:fake @ {root}"
+        assert main(["doctor"]) == 0
+        assert f"[ok  ] llm server: {root} is up; models: fake:latest" in capsys.readouterr().out
+        monkeypatch.setenv("RAG_LLM_MODEL", "missing")
+        assert main(["doctor"]) == 1
+        assert "has no model 'missing'" in capsys.readouterr().out
+    finally:
+        server.close()

@@ -208,10 +208,13 @@ QUESTIONS = [
 
 
 def _concurrent_asks(engine, corpus: Path, tmp_path: Path) -> tuple[dict, list]:
-    """Five sessions asking at once, a CLI process asking too, and an ingest running meanwhile."""
+    """Five sessions asking at once, a CLI process asking the same index too, and an ingest running meanwhile."""
     from rag.answer import stream_answer
 
     results, errors = {}, []
+    env = {**os.environ, "RAG_CORPUS_PATH": str(corpus), "RAG_CHROMA_PATH": str(engine.settings.chroma.path), "RAG_LLM_BACKEND": "mock"}
+    cli = subprocess.Popen([sys.executable, "-m", "rag.cli", "ask", QUESTIONS[1][0], "--json"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def session(question: str) -> None:
         try:
@@ -232,6 +235,11 @@ def _concurrent_asks(engine, corpus: Path, tmp_path: Path) -> tuple[dict, list]:
         thread.start()
     for thread in threads:
         thread.join(timeout=900)
+    out, err = cli.communicate(timeout=600)
+    if cli.returncode != 0:
+        errors.append(RuntimeError(f"CLI ask failed: {err[-2000:]}"))
+    else:
+        results["cli"] = json.loads(out)
     return results, errors
 
 
@@ -243,6 +251,7 @@ def test_concurrent_sessions_with_an_ingest_running(mock_engine, corpus, tmp_pat
         assert answer.question == question and expected.lower() in answer.answer.lower()
         assert streamed.split()[0] in answer.answer  # its own stream, not another session's
     assert "new.txt" in mock_engine.index.chunk_counts()
+    assert "transport" in results["cli"]["answer"]
 
 
 @pytest.mark.llm
