@@ -33,6 +33,7 @@ from rag.errors import IndexStateError
 from rag.settings import Settings
 
 BATCH_DOCS = 16  # documents per pipeline run: progress steps and crash-safe checkpoints
+PAGE = 5000  # records per Chroma read or delete: SQLite caps the variables of one statement
 
 
 def _client(settings: Settings) -> Any:
@@ -95,8 +96,8 @@ class Index:
 
     def chunk_counts(self) -> dict[str, int]:
         """Chunks per document, for the corpus panel and reports."""
-        got = self.collection.get(include=["metadatas"])
-        return dict(Counter(str(m.get("file_name", "?")) for m in got["metadatas"] or []))
+        got = self.get_all(["metadatas"])
+        return dict(Counter(str(m.get("file_name", "?")) for m in got["metadatas"]))
 
     def documents(self) -> dict[str, Document]:
         return {doc_id: doc for doc_id, doc in self.docstore.docs.items() if isinstance(doc, Document)}
@@ -107,8 +108,21 @@ class Index:
 
     def nodes(self) -> list[TextNode]:
         """Every chunk in the collection, as LlamaIndex nodes (for the BM25 index)."""
-        got = self.collection.get(include=["documents", "metadatas"])
-        return [metadata_dict_to_node(meta, text=text) for text, meta in zip(got["documents"] or [], got["metadatas"] or [])]
+        got = self.get_all(["documents", "metadatas"])
+        return [metadata_dict_to_node(meta, text=text) for text, meta in zip(got["documents"], got["metadatas"])]
+
+    def get_all(self, include: list[str]) -> dict[str, list]:
+        """Every record's fields, read in pages: one unbounded `get` fails past ~30k chunks
+        ("too many SQL variables", measured at 135k chunks)."""
+        got: dict[str, list] = {field: [] for field in include}
+        offset = 0
+        while True:
+            page = self.collection.get(include=include, limit=PAGE, offset=offset)
+            for field in include:
+                got[field].extend(page[field] or [])
+            if len(page["ids"]) < PAGE:
+                return got
+            offset += PAGE
 
     def rebuild_bm25(self) -> None:
         """Re-index the chunks for BM25 (LlamaIndex BM25Retriever) and persist it next to Chroma."""
@@ -391,5 +405,5 @@ def _remove(index: Index, doc_ids: list[str]) -> None:
 
 def _clear_leftovers(index: Index, doc_ids: list[str]) -> None:
     """Chunks of 'new' documents can only be leftovers of an interrupted ingest: drop them first."""
-    if doc_ids:
-        index.collection.delete(where={"document_id": {"$in": doc_ids}})
+    for i in range(0, len(doc_ids), PAGE):  # in pages, for the same SQL variable limit
+        index.collection.delete(where={"document_id": {"$in": doc_ids[i : i + PAGE]}})

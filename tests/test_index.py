@@ -87,6 +87,30 @@ def test_leftovers_of_an_interrupted_ingest_are_replaced(index):
     assert index.count() == count  # no duplicates
 
 
+def test_large_collections_are_read_and_cleared_in_pages(index, monkeypatch):
+    """Past ~30k chunks one unbounded Chroma read fails (too many SQL variables): pages of PAGE."""
+    monkeypatch.setattr("rag.index.PAGE", 4)
+    index, _ = ingest(index)
+    count = index.count()
+    real_get, limits = index.collection.get, []
+
+    def get(*args, **kwargs):
+        limits.append(kwargs.get("limit"))
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(index.collection, "get", get)
+    assert count > 8 and len(index.nodes()) == count
+    assert sum(index.chunk_counts().values()) == count
+    assert limits and all(limit == 4 for limit in limits)  # never one unbounded read
+    from rag.index import _persist_docstore
+
+    index.docstore.delete_document(SEED_A)  # leftovers of an interrupted ingest, removed in pages
+    _persist_docstore(index)
+    index, report = ingest(index)
+    assert report.added == [SEED_A] and index.count() == count
+    assert len({n.node_id for n in index.nodes()}) == count
+
+
 def test_other_embedding_model_is_detected(make_settings, embedder):
     settings = make_settings()
     index, _ = ingest(open_index(settings, embedder, label(settings)))
