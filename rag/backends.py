@@ -29,6 +29,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+from pydantic import PrivateAttr
 
 from rag.errors import BackendError
 from rag.settings import EmbeddingSettings, LLMSettings
@@ -339,6 +340,45 @@ def build_embedding(settings: EmbeddingSettings) -> BaseEmbedding:
         return OpenAILikeEmbedding(model_name=settings.model, api_base=_require_url(settings, "embed"),
                                    api_key=_secret(settings.api_key) or "not-needed", embed_batch_size=settings.batch_size)
     raise BackendError(f"Unknown embedding backend '{settings.backend}'.")
+
+
+class LazyEmbedding(BaseEmbedding):
+    """An embedding model loaded on its first use.
+
+    Why: loading the local MiniLM (torch) takes ~5 s, more than half of a `rag ingest` process,
+    and an unchanged re-ingest embeds nothing. LlamaIndex has no lazy wrapper, so this one
+    defers `build_embedding` and then calls the loaded model's own methods.
+    """
+
+    _settings: EmbeddingSettings = PrivateAttr()
+    _model: BaseEmbedding | None = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        super().__init__(model_name=settings.model, embed_batch_size=settings.batch_size)
+        self._settings = settings
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _inner(self) -> BaseEmbedding:
+        with self._lock:
+            if self._model is None:
+                self._model = build_embedding(self._settings)
+            return self._model
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._inner()._get_query_embedding(query)  # noqa: SLF001
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return await self._inner()._aget_query_embedding(query)  # noqa: SLF001
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._inner()._get_text_embedding(text)  # noqa: SLF001
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._inner()._get_text_embeddings(texts)  # noqa: SLF001
 
 
 def _local_embedding_path(model: str) -> Path:

@@ -123,11 +123,11 @@ def _engine(settings: Settings, quiet: bool = False, warm: bool = False):  # noq
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from rag.backends import build_embedding, embed_label
+    from rag.backends import LazyEmbedding, embed_label
     from rag.index import ingest, open_or_reset
 
     settings = _settings(args)
-    embedder = build_embedding(settings.embed)
+    embedder = LazyEmbedding(settings.embed)  # an unchanged corpus never loads the model
     index = open_or_reset(settings, embedder, embed_label(settings.embed), reset_broken=args.rebuild)
     _, report = ingest(index, rebuild_first=args.rebuild, on_wait=lambda msg: print(msg, file=sys.stderr, flush=True))
     for label, names in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):

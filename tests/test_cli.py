@@ -5,12 +5,19 @@ from conftest import SEED_A, SEED_B
 from rag.cli import main
 
 
-def test_ingest_prints_what_changed(mock_env, capsys):
+def test_ingest_prints_what_changed(mock_env, capsys, monkeypatch):
+    import rag.backends
+
+    loads = []
+    real_build = rag.backends.build_embedding
+    monkeypatch.setattr(rag.backends, "build_embedding", lambda settings: loads.append(1) or real_build(settings))
     assert main(["ingest"]) == 0
     out = capsys.readouterr().out
     assert f"added  {SEED_A}" in out and f"added  {SEED_B}" in out and "2 added" in out
+    assert loads == [1]
     assert main(["ingest"]) == 0
     assert "0 added, 0 updated, 0 removed, 2 unchanged" in capsys.readouterr().out
+    assert loads == [1]  # an unchanged corpus never loads the embedding model
     (mock_env / "junk.txt").write_bytes(b"\x00\x01binary")
     assert main(["ingest"]) == 0
     assert "skipped  junk.txt: junk.txt: looks binary" in capsys.readouterr().out
