@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# llama-cpp-python builds from source (about 10 minutes on 2 cores, once; pip caches the wheel).
+# llama-cpp-python builds from source (about 12 minutes on 2 cores, once; pip caches the wheel).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: setup run chat test test-fast browser-deps clean
