@@ -32,6 +32,7 @@ from rag.evaluate import Case, evaluate, load_testset, run_cases
 from rag.report import METRICS, render_html
 from rag.schema import Answer, Backend, RetrievedRef, Timings
 from rag.settings import load_settings
+from rag.worker import LocalModel
 
 
 class PromptRecorder(BaseEventHandler):
@@ -70,8 +71,7 @@ def starter_answer_fn(engine: Engine):  # noqa: ANN201
             RetrievedRef(source=str(n.node.metadata.get("file_name", "?")), score=float(n.score or 0), text=n.node.get_content())
             for n in response.source_nodes
         ]
-        model = getattr(engine.llm, "_model", None)  # in-process models only
-        tokens = len(model.tokenize(PromptRecorder.last.encode("utf-8"), add_bos=False, special=True)) if model else None
+        tokens = engine.llm.count_tokens(PromptRecorder.last) if isinstance(engine.llm, LocalModel) else None  # local models only
         return Answer(
             question=case.question, answer=text, refused=is_refusal(text), retrieved=retrieved, backend=backend, prompt_tokens=tokens,
             timings=Timings(first_token_s=round(first, 3) if first else None, total_s=round(time.perf_counter() - start, 3)),

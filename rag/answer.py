@@ -33,6 +33,7 @@ from rag.grounding import Verdict, judge
 from rag.errors import BackendError, CorpusError, QuestionError
 from rag.retrieve import Filters, Retrieval
 from rag.schema import Answer, Grounding, Passage, RetrievedRef, Timings, Turn
+from rag.worker import LocalModel
 
 SYSTEM_PROMPT = (
     "You answer questions about a collection of documents. Use only the numbered passages given with the question. "
@@ -69,11 +70,8 @@ def build_messages(question: str, passages: Sequence[Passage]) -> list[ChatMessa
 
 
 def prompt_tokens(llm, messages: list[ChatMessage]) -> int | None:  # noqa: ANN001
-    """Length of the prompt as the in-process model sees it (None for remote backends)."""
-    model = getattr(llm, "_model", None)
-    if model is None or not hasattr(model, "tokenize"):
-        return None
-    return len(model.tokenize(llm.messages_to_prompt(messages).encode("utf-8"), add_bos=False, special=True))
+    """Length of the prompt as the local model sees it (None for remote backends)."""
+    return llm.count_tokens(messages) if isinstance(llm, LocalModel) else None
 
 
 def _history_text(history: Sequence[Turn], turns: int) -> str:
@@ -265,19 +263,16 @@ def _guard(stream, where: str):  # noqa: ANN001, ANN202
 
 
 def warm_up(engine: Engine) -> float:
-    """Load an in-process model and fill its KV cache with the fixed prompt prefix; returns seconds.
+    """Load the local model and fill its KV cache with the fixed prompt prefix (again after a restart); returns seconds.
 
     llama.cpp reuses the longest cached token prefix, so every later prompt skips these tokens,
     and the weights are paged in before the first user waits on them.
     """
-    model = getattr(engine.llm, "_model", None)
-    if model is None:
+    if not isinstance(engine.llm, LocalModel):
         return 0.0
     start = time.perf_counter()
-    prompt = engine.llm.messages_to_prompt(build_messages("", []))
-    prefix = prompt[: prompt.index("Passages:\n") + len("Passages:\n")]
     with engine.generation_lock:
-        model.create_completion(prefix, max_tokens=1, temperature=0.0)
+        engine.llm.cache_prefix(build_messages("", []), upto="Passages:\n")
     return time.perf_counter() - start
 
 

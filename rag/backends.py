@@ -186,6 +186,7 @@ def _chat_formatter(model: Any) -> Callable[[Sequence[ChatMessage]], str]:
 
 
 def build_embedded_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
+    """The GGUF model in this process: what the `rag.worker` child runs (`build_llm` gives the supervised one)."""
     from llama_index.llms.llama_cpp import LlamaCPP
 
     path = resolve_model_path(settings, cache_dir)
@@ -270,7 +271,10 @@ def list_models(url: str, api_key: str | None, timeout: float) -> list[str]:
 def build_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
     """The configured LLM backend, as a LlamaIndex LLM."""
     if settings.backend == "embedded":
-        return build_embedded_llm(settings, cache_dir)
+        from rag.worker import LocalModel
+
+        path = resolve_model_path(settings, cache_dir)
+        return LocalModel(settings, path, log=cache_dir / "logs" / "model-worker.log", label=llm_label(settings))
     if settings.backend == "mock":
         return ExtractiveMockLLM()
     if settings.backend == "openai":
@@ -425,7 +429,7 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 def generation_lock(llm: LLM) -> Any:
     """In-process models are not thread-safe: their calls are queued. Servers take concurrent requests."""
-    if isinstance(llm, (ExtractiveMockLLM,)) or type(llm).__name__ == "LlamaCPP":
+    if isinstance(llm, ExtractiveMockLLM) or type(llm).__name__ in ("LlamaCPP", "LocalModel"):
         with _LOCKS_GUARD:
             return _LOCKS.setdefault(id(llm), threading.Lock())
     return nullcontext()

@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="print the configuration and check every backend")
     _common(p)
+    p.add_argument("--model", action="store_true", help="check only the LLM: its llama.cpp build and one answer (setup's self-test)")
 
     p = sub.add_parser("eval", help="run a test set and score the answers")
     _common(p)
@@ -231,7 +232,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from rag.doctor import describe, run_checks
+    from rag.doctor import describe, llm_checks, run_checks
     from rag.settings import find_config
 
     settings = _settings(args)
@@ -239,7 +240,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(describe(settings))
     print()
     healthy = True
-    for check in run_checks(settings):
+    for check in (llm_checks(settings) if args.model else run_checks(settings)):
         mark = "ok  " if check.ok else "FAIL"
         print(f"[{mark}] {check.name}: {check.detail}", flush=True)
         if not check.ok:

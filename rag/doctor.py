@@ -13,6 +13,7 @@ from rag.corpus import list_files
 from rag.errors import RagError
 from rag.index import open_index
 from rag.settings import Settings
+from rag.worker import LocalModel
 
 
 @dataclass
@@ -48,7 +49,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
     yield embed_check
     if embed_check.ok:
         yield _timed("index", lambda: _index(settings, holder["embedder"]), "Run `rag ingest --rebuild`.")
-    yield from _llm_checks(settings)
+    yield from llm_checks(settings)
 
 
 def _index(settings: Settings, embedder) -> str:  # noqa: ANN001
@@ -59,8 +60,11 @@ def _index(settings: Settings, embedder) -> str:  # noqa: ANN001
     return f"{index.count()} chunks in {settings.chroma.mode} Chroma at {where}, built with {built.get('embed_model', '?')}"
 
 
-def _llm_checks(settings: Settings) -> Iterator[Check]:
+def llm_checks(settings: Settings) -> Iterator[Check]:
+    """The LLM alone: for the embedded model its llama.cpp build, then a one-token answer."""
     cfg = settings.llm
+    if cfg.backend == "embedded":
+        yield _timed("llama.cpp build", lambda: _llama_build(cfg.extra_buffers), "Rebuild it without AMX: `make clean setup`.")
     if cfg.backend in ("openai-compatible", "openai") and (cfg.backend == "openai-compatible" or cfg.base_url):
         url = base_url(cfg) or ""
         models = _timed("llm server", lambda: _served(url, cfg), "Start the server, or fix RAG_LLM_BASE_URL.")
@@ -74,6 +78,19 @@ def _llm_checks(settings: Settings) -> Iterator[Check]:
             return
     one_token = cfg.model_copy(update={"max_tokens": 1})
     yield _timed("llm generation", lambda: _generate(one_token, settings), _llm_fix(settings))
+
+
+def _llama_build(extra_buffers: bool) -> str:
+    """The CPU features llama.cpp was compiled for, and whether the AMX path (which crashes on many AMX VMs) is off."""
+    from rag import native
+
+    info = native.system_info()
+    features = " ".join(native.compiled_features(info)) or "(none reported)"
+    cpu = "this CPU has AMX" if native.cpu_has_amx() else "this CPU has no AMX"
+    if native.amx_compiled(info):
+        raise RagError(f"llama.cpp was compiled with AMX ({features}); {cpu}. Its AMX kernels crash on many AMX machines.")
+    buffers = "on (CPU repack)" if extra_buffers else "off"
+    return f"compiled for {features}; AMX off in the build; extra buffer types {buffers}; {cpu}"
 
 
 def _served(url: str, cfg) -> str:  # noqa: ANN001
@@ -104,9 +121,12 @@ def _generate(cfg, settings: Settings) -> str:  # noqa: ANN001
     llm = build_llm(cfg, settings.cache_dir)
     try:
         reply = llm.chat([ChatMessage(role=MessageRole.USER, content="Reply with the word OK.")])
+    except RagError:
+        raise
     except Exception as exc:
         raise RagError(explain_error(exc, f"the LLM backend ({llm_label(cfg, llm)})")) from exc
-    return f"{llm_label(cfg, llm)} answered {str(reply.message.content or '').strip()[:20]!r}"
+    where = f" in worker process {llm.pid}" if isinstance(llm, LocalModel) else ""
+    return f"{llm_label(cfg, llm)} answered {str(reply.message.content or '').strip()[:20]!r}{where}"
 
 
 def _llm_fix(settings: Settings) -> str:

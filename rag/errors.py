@@ -23,3 +23,7 @@ class BackendError(RagError):
 
 class QuestionError(RagError):
     """The question cannot be asked as given (empty, say)."""
+
+
+class ModelCrashed(BackendError):
+    """The local model's process died (a native crash or a kill); it is restarted, the session goes on."""

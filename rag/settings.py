@@ -90,6 +90,10 @@ class LLMSettings(_Group):
     max_tokens: int = Field(96, ge=1, le=4096)
     context_window: int = Field(2048, ge=256, le=131072)
     threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the embedded model (default: all cores).")
+    extra_buffers: bool = Field(
+        False, description="Embedded model: load weights into llama.cpp's extra buffer types (CPU repack; never AMX, "
+        "which `make setup` leaves out). Off: faster prefill, slower decode; measured by bench/cpu_backend.py."
+    )
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(1, ge=0, le=10)
 
