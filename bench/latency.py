@@ -19,21 +19,35 @@ import statistics
 import sys
 import time
 
+from rag import native
 from rag.answer import ask, build_messages, warm_up
+from rag.backends import build_embedded_llm
 from rag.engine import build_engine
 from rag.evaluate import load_testset
 from rag.settings import load_settings
 
 
-def raw_llama(engine, prompt: str, cached_prefix: bool = True) -> tuple[float, float, int]:  # noqa: ANN001
+def in_process_llm(settings):  # noqa: ANN001, ANN201
+    """The embedded model in this process (LlamaIndex's LlamaCPP), loaded as the worker loads it."""
+    native.use_extra_buffers(settings.llm.extra_buffers)
+    return build_embedded_llm(settings.llm, settings.cache_dir)
+
+
+def cache_prefix(llm) -> None:  # noqa: ANN001
+    """Cache the fixed prompt prefix in an in-process model, as the worker's warm-up does."""
+    prompt = llm.messages_to_prompt(build_messages("", []))
+    llm._model.create_completion(prompt[: prompt.index("Passages:\n") + len("Passages:\n")], max_tokens=1)  # noqa: SLF001
+
+
+def raw_llama(llm, prompt: str, max_tokens: int, cached_prefix: bool = True) -> tuple[float, float, int]:  # noqa: ANN001
     """TTFT and total of llama.cpp alone on `prompt`, from the system-prompt-only cache (or an empty one)."""
-    model = engine.llm._model  # noqa: SLF001
+    model = llm._model  # noqa: SLF001
     model.reset()
     if cached_prefix:
-        warm_up(engine)  # the state our pipeline runs from: the fixed prefix cached
+        cache_prefix(llm)  # the state our pipeline runs from: the fixed prefix cached
     start = time.perf_counter()
     first, tokens = None, 0
-    for _ in model.create_completion(prompt, max_tokens=engine.settings.llm.max_tokens, temperature=0.0, stream=True):
+    for _ in model.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stream=True):
         if first is None:
             first = time.perf_counter() - start
         tokens += 1
@@ -53,6 +67,7 @@ def main() -> int:
     cases = load_testset(settings.eval.testset)
     cases = cases[: args.limit] if args.limit else cases
     warm_up(engine)
+    raw = in_process_llm(settings)
     rows: dict[str, list[float]] = {k: [] for k in ("embed", "retrieve", "prompt", "ttft", "decode", "cite", "total",
                                                     "raw_ttft", "raw_total", "tokens", "condense", "cold_ttft")}
     for case in cases:
@@ -63,7 +78,7 @@ def main() -> int:
         if answer.timings.first_token_s is None:  # refused before generation: no LLM time to compare
             continue
         t0 = time.perf_counter()
-        prompt = engine.llm.messages_to_prompt(build_messages(answer.standalone_question or answer.question, answer.passages))
+        prompt = raw.messages_to_prompt(build_messages(answer.standalone_question or answer.question, answer.passages))
         rows["prompt"].append(time.perf_counter() - t0)
         t = answer.timings
         rows["retrieve"].append(t.retrieve_s)
@@ -73,10 +88,10 @@ def main() -> int:
         rows["cite"].append(t.cite_s)
         rows["total"].append(t.total_s)
         rows["tokens"].append(answer.prompt_tokens or 0)
-        raw_first, raw_total, _ = raw_llama(engine, prompt)
+        raw_first, raw_total, _ = raw_llama(raw, prompt, settings.llm.max_tokens)
         rows["raw_ttft"].append(raw_first)
         rows["raw_total"].append(raw_total)
-        rows["cold_ttft"].append(raw_llama(engine, prompt, cached_prefix=False)[0])
+        rows["cold_ttft"].append(raw_llama(raw, prompt, settings.llm.max_tokens, cached_prefix=False)[0])
         print(f"  {case.id}: ttft {t.first_token_s:.2f}s total {t.total_s:.2f}s | raw ttft {raw_first:.2f}s total {raw_total:.2f}s | "
               f"{answer.prompt_tokens} prompt tokens", file=sys.stderr, flush=True)
     n = len(rows["total"])
