@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --progress-bar off --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(BIN)/pip install --progress-bar off -e '.[test]'
 	@echo "Checking the embedded model (llama.cpp build, a one-token answer in a worker process)…"
-	@$(BIN)/rag doctor --model || { echo "Setup stopped: the embedded model failed its self-test (above). Nothing else is wrong with the install; see README, Troubleshooting."; exit 1; }
+	@$(BIN)/rag doctor --model || { echo "Setup stopped: the embedded model failed its self-test (above). See README: When setup or the model fails."; exit 1; }
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
