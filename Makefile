@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 # llama.cpp is compiled here for this CPU (-march=native: the fastest), but never with AMX:
@@ -19,6 +18,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=ON -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLA
 # features: another CPU gets its own build, never one that may use instructions it lacks.
 CPU_KEY := $(shell { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null; echo '$(LLAMA_CMAKE_ARGS)'; } | sha256sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/rag/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(CPU_KEY)
+# The stamp names the CPU too: on another CPU the next make reinstalls.
 STAMP  := $(VENV)/.installed-$(CPU_KEY)
 
 .PHONY: setup run chat test test-fast browser-deps llama-wheel clean

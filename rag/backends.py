@@ -33,6 +33,7 @@ from pydantic import PrivateAttr
 
 from rag.errors import BackendError
 from rag.settings import EmbeddingSettings, LLMSettings
+from rag.worker import LocalModel
 
 
 @dataclass(frozen=True)
@@ -271,8 +272,6 @@ def list_models(url: str, api_key: str | None, timeout: float) -> list[str]:
 def build_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
     """The configured LLM backend, as a LlamaIndex LLM."""
     if settings.backend == "embedded":
-        from rag.worker import LocalModel
-
         path = resolve_model_path(settings, cache_dir)
         return LocalModel(settings, path, log=cache_dir / "logs" / "model-worker.log", label=llm_label(settings))
     if settings.backend == "mock":
@@ -429,7 +428,7 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 def generation_lock(llm: LLM) -> Any:
     """In-process models are not thread-safe: their calls are queued. Servers take concurrent requests."""
-    if isinstance(llm, ExtractiveMockLLM) or type(llm).__name__ in ("LlamaCPP", "LocalModel"):
+    if isinstance(llm, (ExtractiveMockLLM, LocalModel)) or type(llm).__name__ == "LlamaCPP":
         with _LOCKS_GUARD:
             return _LOCKS.setdefault(id(llm), threading.Lock())
     return nullcontext()

@@ -87,10 +87,13 @@ def _llama_build(extra_buffers: bool) -> str:
     info = native.system_info()
     features = " ".join(native.compiled_features(info)) or "(none reported)"
     cpu = "this CPU has AMX" if native.cpu_has_amx() else "this CPU has no AMX"
-    if native.amx_compiled(info):
-        raise RagError(f"llama.cpp was compiled with AMX ({features}); {cpu}. Its AMX kernels crash on many AMX machines.")
-    buffers = "on (CPU repack)" if extra_buffers else "off"
-    return f"compiled for {features}; AMX off in the build; extra buffer types {buffers}; {cpu}"
+    if not native.amx_compiled(info):
+        buffers = "on (CPU repack)" if extra_buffers else "off"
+        return f"compiled for {features}; AMX off in the build; extra buffer types {buffers}; {cpu}"
+    if extra_buffers:
+        raise RagError(f"llama.cpp was compiled with AMX ({features}) and llm.extra_buffers is on; {cpu}. "
+                       "Its AMX kernels crash on many AMX machines: turn llm.extra_buffers off.")
+    return f"compiled for {features}; AMX kernels compiled in but unreachable (extra buffer types off); {cpu}"
 
 
 def _served(url: str, cfg) -> str:  # noqa: ANN001
