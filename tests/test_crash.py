@@ -116,7 +116,7 @@ def test_streamlit_shows_the_crash_keeps_the_chat_and_answers_after_restart(monk
     at.run()
     at.chat_input[0].set_value(QUESTION).run()
     assert not at.exception and not at.error
-    [llm] = [o for o in gc.get_objects() if isinstance(o, LocalModel) and o.pid is not None]
+    [llm] = [o for o in gc.get_objects() if type(o) is LocalModel and o.pid is not None]  # the app's model
     kill_when_streaming(llm, signal.SIGSEGV)
     at.chat_input[0].set_value("What did he say about progress?").run()
     assert not at.exception, at.exception
