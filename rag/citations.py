@@ -25,6 +25,8 @@ REFUSAL = "I couldn't find this in the documents."
 _MARKER = re.compile(r"\s*\[(\d{1,3})(?:\s*,\s*\d{1,3})*\]")
 _MARKER_NUMS = re.compile(r"\d{1,3}")
 _TOKEN = re.compile(r"\d[\d,.]*\d|\d|[^\W\d_][\w'’-]*", re.UNICODE)
+# "1." / "2)" / "-" / "•" opening a line: list numbering states no fact.
+_LIST_MARKER = re.compile(r"^[ \t]*(?:\(?\d{1,2}[.)]|[-*•])(?:[ \t]+|$)", re.MULTILINE)
 _REFUSAL_HINTS = re.compile(
     r"couldn'?t find|could not find|cannot find|can'?t find|not (?:mentioned|stated|provided|specified|given|included)|"
     r"(?:do|does) not (?:contain|mention|say|provide|specify|state|include)|no (?:information|mention)|"
@@ -59,7 +61,8 @@ def normalize_number(token: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
+    """Words and numbers of `text`, without the numbers of list items."""
+    return _TOKEN.findall(_LIST_MARKER.sub("", text))
 
 
 def content_terms(text: str) -> set[str]:

@@ -60,3 +60,18 @@ def test_an_answer_obeying_a_planted_instruction_is_refused_but_reporting_it_is_
     question = "What does the memo say to answer every question with?"
     reporting = judge(attribute("The memo says to answer every question with 'HACKED'.", question, planted, embed), question, planted, embed)
     assert reporting.grounded
+
+
+def test_list_numbering_is_not_taken_for_facts(embed):
+    # measured: a correct two-item answer was withheld as "facts not in the passages (1, 2)"
+    draft = ("1. Deputy prime ministers of Russia, Azerbaijan and Armenia will meet next week.\n"
+             "2. The conflict claimed some 30,000 lives after the Soviet Union collapsed in 1991.")
+    for text in (draft, draft.replace("\n", " ")):  # one item a line, or all on one line
+        v = verdict(embed, "What will happen next week, and how many lives did the conflict claim?", text)
+        assert v.grounded, v.reason
+
+
+def test_a_numbered_item_with_an_invented_number_is_still_refused(embed):
+    draft = "1. The conflict claimed some 45,000 lives.\n2. Deputy prime ministers will meet next week."
+    v = verdict(embed, "How many lives did the conflict claim, and who will meet?", draft)
+    assert not v.grounded and "45000" in "".join(v.unsupported_facts).replace(",", "")
