@@ -9,6 +9,7 @@ question from a restarted model.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import queue
 import re
@@ -183,3 +184,25 @@ def test_rag_chat_survives_a_model_crash_mid_answer(tmp_path):
         assert chat.wait(timeout=60) == 0
     finally:
         chat.kill()
+
+
+def test_rag_eval_records_a_crash_as_that_case_s_error_and_finishes(tmp_path):
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "- {id: first, question: 'What did Pashinyan say Armenia was ready to unblock?', reference_answer: transport links, expected_keywords: [transport]}\n"
+        "- {id: crashed, question: 'Who will meet in Moscow next week, according to Putin?', reference_answer: deputy prime ministers, expected_keywords: [deputy]}\n"
+        "- {id: after, question: 'What did Pashinyan say Armenia was ready to unblock?', reference_answer: transport links, expected_keywords: [transport]}\n"
+    )
+    env = {**os.environ, "RAG_CORPUS_PATH": str(Path(__file__).parent.parent / "seeds"), "RAG_CHROMA_PATH": str(tmp_path / "index")}
+    run = subprocess.Popen([str(Path(sys.executable).parent / "rag"), "eval", "--testset", str(cases), "--json-out", str(tmp_path / "r.json")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        _read_until(_reader(run.stderr), "first: pass")
+        time.sleep(0.4)  # the second case is being answered now (prefill alone takes over a second)
+        os.kill(_worker_pid(run.pid), signal.SIGSEGV)
+        assert run.wait(timeout=300) == 0
+    finally:
+        run.kill()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [c["error"] for c in report["cases"]] == [None, MESSAGE.format(11), None]
+    assert report["cases"][2]["correct"] and report["summary"]["errors"] == 1
