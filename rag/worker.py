@@ -150,6 +150,14 @@ class LocalModel(CustomLLM):
         self._prefix = ("cache_prefix", _wire(messages), upto)
         return self._call(self._prefix)
 
+    def yes_probability(self, messages: Sequence[ChatMessage]) -> float:
+        """P("yes") against P("no") as the model's first reply token to these messages: a judgement without writing.
+
+        The prompt should share the answer prompt's opening (system prompt, "Passages:"), so the KV
+        cache of that prefix serves both and the next answer does not prefill it again.
+        """
+        return self._call(("yes_probability", _wire(messages)))
+
     def system_info(self) -> str:
         """llama.cpp's build summary and the load options, as the worker sees them."""
         return self._call(("system_info",))
@@ -327,6 +335,26 @@ def _stream_to(conn: Connection, responses: Iterator[Any]) -> None:
     conn.send(("end", None))
 
 
+def _yes_probability(llm: Any, prompt: str) -> float:
+    """Evaluate `prompt` (reusing the cached token prefix, as llama.cpp's own generate does) and
+    compare the next-token logits of the "yes" and "no" spellings."""
+    import numpy as np
+
+    model = llm._model  # noqa: SLF001
+    tokens = model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    cached = model.input_ids[: model.n_tokens].tolist()
+    keep = next((i for i, (a, b) in enumerate(zip(cached, tokens)) if a != b), min(len(cached), len(tokens)))
+    keep = min(keep, len(tokens) - 1)  # at least one token is evaluated, so its logits are fresh
+    model.n_tokens = keep
+    model.eval(tokens[keep:])
+    logits = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(model.n_vocab(),))  # noqa: SLF001
+    ids = {word: {t for w in (word, word.capitalize(), " " + word, " " + word.capitalize())
+                  for t in model.tokenize(w.encode(), add_bos=False, special=False)[:1]} for word in ("yes", "no")}
+    top = float(logits.max())
+    mass = {word: float(np.exp(logits[list(found)] - top).sum()) for word, found in ids.items()}
+    return mass["yes"] / (mass["yes"] + mass["no"])
+
+
 def _handle(llm: Any, conn: Connection, request: tuple) -> None:
     op, *args = request
     if op == "stream_chat":
@@ -341,6 +369,8 @@ def _handle(llm: Any, conn: Connection, request: tuple) -> None:
         prompt = llm.messages_to_prompt(_unwire(args[0]))
         llm._model.create_completion(prompt[: prompt.index(args[1]) + len(args[1])], max_tokens=1, temperature=0.0)  # noqa: SLF001
         conn.send(("result", time.perf_counter() - start))
+    elif op == "yes_probability":
+        conn.send(("result", _yes_probability(llm, llm.messages_to_prompt(_unwire(args[0])))))
     elif op == "system_info":
         from rag.native import system_info
 

@@ -43,3 +43,17 @@ def test_follow_up_uses_the_history(real_engine):
     answer = ask(real_engine, "Which news agency reported his remarks?", history)
     assert answer.standalone_question and "Shoigu" in answer.standalone_question
     assert not answer.refused and "RIA" in answer.answer
+
+
+def test_the_model_judges_support_by_its_yes_probability(real_engine):
+    """Groundwork for entailment checks (bench/verifier.py): P(yes) is high for a quote that states the claim."""
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+    def p_yes(quote: str, claim: str) -> float:
+        user = f"Passages:\n[1] {quote}\n\nDoes passage [1] state that {claim} Reply yes or no."
+        return real_engine.llm.yes_probability([ChatMessage(role=MessageRole.USER, content=user)])
+
+    quote = "The Russian leader also announced that next week, deputy prime ministers of Russia, Azerbaijan and Armenia will meet."
+    stated = p_yes(quote, "deputy prime ministers of the three countries will meet next week?")
+    unrelated = p_yes(quote, "the conflict claimed some 30,000 lives?")
+    assert 0.0 <= unrelated < 0.5 < stated <= 1.0, (stated, unrelated)

@@ -1,0 +1,88 @@
+"""Can the generator judge "does this quote state this sentence?" from its yes/no probabilities?
+
+Groundwork for entailment-level citation checks (issue 13): no NLI model ships offline, so the
+embedded model scores each (answer sentence, cited quote) pair by P("yes") against P("no") as
+its first reply token, over a prompt that shares the answer prompt's cached opening. For every
+test-set answer that the pipeline shows with citations it prints:
+
+  P(yes) for the pair as cited, split by whether the answer is correct (its keywords);
+  P(yes) for the same sentence against a quote from another case (a pair that must fail);
+  the separation (AUC) of cited-and-correct pairs from swapped pairs, and the time per check.
+
+    .venv/bin/python bench/verifier.py [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+from rag.answer import SYSTEM_PROMPT, ask, warm_up
+from rag.engine import build_engine
+from rag.evaluate import keyword_found, load_testset
+from rag.settings import load_settings
+
+
+def support_messages(question: str, quote: str, sentence: str) -> list[ChatMessage]:
+    """Same opening as the answer prompt (system prompt, "Passages:"), so its cached KV prefix serves both."""
+    user = (f"Passages:\n[1] {' '.join(quote.split())}\n\nQuestion: {question}\nProposed answer: {sentence}\n"
+            "Does passage [1] state what the proposed answer says? Reply yes or no.")
+    return [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), ChatMessage(role=MessageRole.USER, content=user)]
+
+
+def auc(positives: list[float], negatives: list[float]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    pairs = [(p > n) + 0.5 * (p == n) for p in positives for n in negatives]
+    return sum(pairs) / len(pairs) if pairs else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int)
+    args = parser.parse_args()
+    settings = load_settings()
+    engine = build_engine(settings)
+    warm_up(engine)
+    cases = load_testset(settings.eval.testset)
+    cases = cases[: args.limit] if args.limit else cases
+    rows: list[tuple[str, bool, str, str, str]] = []  # case id, correct, question, sentence, quote
+    for case in cases:
+        answer = ask(engine, case.question, case.history)
+        if answer.refused or not case.answerable:
+            continue
+        correct = all(keyword_found(answer.answer, k) for k in case.expected_keywords)
+        question = answer.standalone_question or answer.question
+        rows += [(case.id, correct, question, c.sentence, c.quote) for c in answer.citations]
+    scored, timings = [], []
+    for i, (case_id, correct, question, sentence, quote) in enumerate(rows):
+        other = next(r[4] for r in rows[i + 1:] + rows[:i] if r[0] != case_id)
+        start = time.perf_counter()
+        cited = engine.llm.yes_probability(support_messages(question, quote, sentence))
+        timings.append(time.perf_counter() - start)
+        swapped = engine.llm.yes_probability(support_messages(question, other, sentence))
+        scored.append((case_id, correct, cited, swapped))
+        print(f"  {case_id:<32} {'correct' if correct else 'WRONG  '} cited {cited:.3f}  swapped {swapped:.3f}  | {sentence[:70]}",
+              file=sys.stderr, flush=True)
+    good = [s[2] for s in scored if s[1]]
+    wrong = [s[2] for s in scored if not s[1]]
+    swapped = [s[3] for s in scored]
+    print(f"\n{len(scored)} cited pairs from {len(cases)} cases; P(yes) medians:")
+    print(f"  cited, answer correct    {statistics.median(good) if good else float('nan'):.3f}  (n={len(good)})")
+    print(f"  cited, answer wrong      {statistics.median(wrong) if wrong else float('nan'):.3f}  (n={len(wrong)})")
+    print(f"  quote of another case    {statistics.median(swapped) if swapped else float('nan'):.3f}  (n={len(swapped)})")
+    print(f"AUC cited-correct vs swapped: {auc(good, swapped):.3f}; cited-correct vs cited-wrong: {auc(good, wrong):.3f}")
+    for threshold in (0.3, 0.5, 0.7, 0.9):
+        kept = sum(p >= threshold for p in good) / len(good) if good else float("nan")
+        caught = sum(p < threshold for p in swapped) / len(swapped) if swapped else float("nan")
+        caught_wrong = sum(p < threshold for p in wrong) / len(wrong) if wrong else float("nan")
+        print(f"  threshold {threshold}: keeps {kept:.0%} of correct pairs, rejects {caught:.0%} of swapped, {caught_wrong:.0%} of wrong")
+    print(f"Time per check: median {statistics.median(timings):.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
