@@ -206,3 +206,29 @@ def test_rag_eval_records_a_crash_as_that_case_s_error_and_finishes(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert [c["error"] for c in report["cases"]] == [None, MESSAGE.format(11), None]
     assert report["cases"][2]["correct"] and report["summary"]["errors"] == 1
+
+
+def test_a_model_that_keeps_crashing_is_started_again_only_when_asked(tmp_path):
+    from rag.backends import build_llm
+    from rag.settings import LLMSettings
+
+    llm = build_llm(LLMSettings(model="smollm2-135m"), tmp_path)
+    try:
+        messages = []
+        for _ in range(3):
+            deadline = time.monotonic() + 120
+            while llm.pid is None and time.monotonic() < deadline:  # the restart after the last crash
+                time.sleep(0.05)
+            pid = llm.pid
+            os.kill(pid, signal.SIGSTOP)  # the request is sent, then the model dies before it answers
+            threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()
+            with pytest.raises(ModelCrashed) as crash:
+                llm.count_tokens("one two three")
+            messages.append(str(crash.value))
+        assert messages[:2] == [MESSAGE.format(9)] * 2
+        assert messages[2].startswith("The local model stopped unexpectedly (signal 9), 3 times in 5 minutes; "
+                                      "it will be started again with the next question.")
+        assert llm.pid is None  # no restart in the background this time
+        assert llm.count_tokens("one two three") > 0 and llm.pid is not None
+    finally:
+        llm.close()
