@@ -8,8 +8,11 @@ test-set answer that the pipeline shows with citations it prints:
   P(yes) for the pair as cited, split by whether the answer is correct (its keywords);
   P(yes) for the same sentence against a quote from another case (a pair that must fail);
   the separation (AUC) of cited-and-correct pairs from swapped pairs, and the time per check.
+With --pairs, it scores a hand-labelled set instead (eval/support_pairs.yaml: pairs from such a
+run, labelled supported or not) and prints precision and recall of "supported" by threshold.
 
     .venv/bin/python bench/verifier.py [--limit N]
+    .venv/bin/python bench/verifier.py --pairs eval/support_pairs.yaml
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
+
+import yaml
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
@@ -40,13 +46,31 @@ def auc(positives: list[float], negatives: list[float]) -> float:
     return sum(pairs) / len(pairs) if pairs else float("nan")
 
 
+def labelled(engine, path: Path) -> int:  # noqa: ANN001
+    """Precision and recall of "supported" on hand-labelled pairs, by threshold."""
+    pairs = yaml.safe_load(path.read_text(encoding="utf-8"))
+    scores = [(engine.llm.yes_probability(support_messages(p["question"], p["quote"], p["sentence"])), p["supported"]) for p in pairs]
+    positives = sum(label for _, label in scores)
+    print(f"{len(pairs)} labelled pairs ({positives} supported, {len(pairs) - positives} not), {path}")
+    print(f"AUC supported vs not: {auc([s for s, l in scores if l], [s for s, l in scores if not l]):.3f}")
+    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        kept = [label for score, label in scores if score >= threshold]
+        precision = sum(kept) / len(kept) if kept else float("nan")
+        print(f"  threshold {threshold}: precision {precision:.3f}  recall {sum(kept) / positives:.3f}  "
+              f"unsupported passed {len(kept) - sum(kept)} of {len(pairs) - positives}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--pairs", type=Path, help="hand-labelled pairs (YAML): score these instead of a test-set run")
     args = parser.parse_args()
     settings = load_settings()
     engine = build_engine(settings)
     warm_up(engine)
+    if args.pairs:
+        return labelled(engine, args.pairs)
     cases = load_testset(settings.eval.testset)
     cases = cases[: args.limit] if args.limit else cases
     rows: list[tuple[str, bool, str, str, str]] = []  # case id, correct, question, sentence, quote
