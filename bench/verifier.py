@@ -33,10 +33,19 @@ from rag.evaluate import keyword_found, load_testset
 from rag.settings import load_settings
 
 
-def support_messages(question: str, quote: str, sentence: str) -> list[ChatMessage]:
+# The question put after the quote; --pairs scores every one of them on the labelled pairs.
+PROMPTS = {
+    "claim": "Question: {question}\nProposed answer: {sentence}\nDoes passage [1] state what the proposed answer says? Reply yes or no.",
+    "statement": "Statement: {sentence}\nDoes passage [1] state everything the statement says? Reply yes or no.",
+    "nothing-added": "Statement: {sentence}\nIs the statement true according to passage [1], word for word in meaning, "
+                     "with nothing added? Reply yes or no.",
+}
+
+
+def support_messages(question: str, quote: str, sentence: str, prompt: str = "claim") -> list[ChatMessage]:
     """Same opening as the answer prompt (system prompt, "Passages:"), so its cached KV prefix serves both."""
-    user = (f"Passages:\n[1] {' '.join(quote.split())}\n\nQuestion: {question}\nProposed answer: {sentence}\n"
-            "Does passage [1] state what the proposed answer says? Reply yes or no.")
+    ask_it = PROMPTS[prompt].format(question=question, sentence=sentence)
+    user = f"Passages:\n[1] {' '.join(quote.split())}\n\n{ask_it}"
     return [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), ChatMessage(role=MessageRole.USER, content=user)]
 
 
@@ -47,17 +56,19 @@ def auc(positives: list[float], negatives: list[float]) -> float:
 
 
 def labelled(engine, path: Path) -> int:  # noqa: ANN001
-    """Precision and recall of "supported" on hand-labelled pairs, by threshold."""
+    """Precision and recall of "supported" on hand-labelled pairs, by threshold, for each prompt."""
     pairs = yaml.safe_load(path.read_text(encoding="utf-8"))
-    scores = [(engine.llm.yes_probability(support_messages(p["question"], p["quote"], p["sentence"])), p["supported"]) for p in pairs]
-    positives = sum(label for _, label in scores)
+    positives = sum(p["supported"] for p in pairs)
     print(f"{len(pairs)} labelled pairs ({positives} supported, {len(pairs) - positives} not), {path}")
-    print(f"AUC supported vs not: {auc([s for s, l in scores if l], [s for s, l in scores if not l]):.3f}")
-    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-        kept = [label for score, label in scores if score >= threshold]
-        precision = sum(kept) / len(kept) if kept else float("nan")
-        print(f"  threshold {threshold}: precision {precision:.3f}  recall {sum(kept) / positives:.3f}  "
-              f"unsupported passed {len(kept) - sum(kept)} of {len(pairs) - positives}")
+    for prompt in PROMPTS:
+        scores = [(engine.llm.yes_probability(support_messages(p["question"], p["quote"], p["sentence"], prompt)), p["supported"])
+                  for p in pairs]
+        print(f"prompt {prompt!r}: AUC supported vs not {auc([s for s, l in scores if l], [s for s, l in scores if not l]):.3f}")
+        for threshold in (0.5, 0.6, 0.7, 0.8):
+            kept = [label for score, label in scores if score >= threshold]
+            precision = sum(kept) / len(kept) if kept else float("nan")
+            print(f"  threshold {threshold}: precision {precision:.3f}  recall {sum(kept) / positives:.3f}  "
+                  f"unsupported passed {len(kept) - sum(kept)} of {len(pairs) - positives}")
     return 0
 
 
