@@ -25,6 +25,7 @@ from rag.backends import build_embedded_llm
 from rag.engine import build_engine
 from rag.evaluate import load_testset
 from rag.settings import load_settings
+from rag.worker import cache_prompt_prefix
 
 
 def in_process_llm(settings):  # noqa: ANN001, ANN201
@@ -35,8 +36,7 @@ def in_process_llm(settings):  # noqa: ANN001, ANN201
 
 def cache_prefix(llm) -> None:  # noqa: ANN001
     """Cache the fixed prompt prefix in an in-process model, as the worker's warm-up does."""
-    prompt = llm.messages_to_prompt(build_messages("", []))
-    llm._model.create_completion(prompt[: prompt.index("Passages:\n") + len("Passages:\n")], max_tokens=1)  # noqa: SLF001
+    cache_prompt_prefix(llm, build_messages("", []), "Passages:\n")
 
 
 def raw_llama(llm, prompt: str, max_tokens: int, cached_prefix: bool = True) -> tuple[float, float, int]:  # noqa: ANN001

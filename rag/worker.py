@@ -335,6 +335,12 @@ def _stream_to(conn: Connection, responses: Iterator[Any]) -> None:
     conn.send(("end", None))
 
 
+def cache_prompt_prefix(llm: Any, messages: Sequence[ChatMessage], upto: str) -> None:
+    """Fill an in-process LlamaCPP's KV cache with the rendered prompt up to `upto` (llama.cpp reuses the longest cached prefix)."""
+    prompt = llm.messages_to_prompt(messages)
+    llm._model.create_completion(prompt[: prompt.index(upto) + len(upto)], max_tokens=1, temperature=0.0)  # noqa: SLF001
+
+
 def _yes_probability(llm: Any, prompt: str) -> float:
     """Evaluate `prompt` (reusing the cached token prefix, as llama.cpp's own generate does) and
     compare the next-token logits of the "yes" and "no" spellings."""
@@ -366,8 +372,7 @@ def _handle(llm: Any, conn: Connection, request: tuple) -> None:
         conn.send(("result", len(llm._model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))))  # noqa: SLF001
     elif op == "cache_prefix":
         start = time.perf_counter()
-        prompt = llm.messages_to_prompt(_unwire(args[0]))
-        llm._model.create_completion(prompt[: prompt.index(args[1]) + len(args[1])], max_tokens=1, temperature=0.0)  # noqa: SLF001
+        cache_prompt_prefix(llm, _unwire(args[0]), args[1])
         conn.send(("result", time.perf_counter() - start))
     elif op == "yes_probability":
         conn.send(("result", _yes_probability(llm, llm.messages_to_prompt(_unwire(args[0])))))
