@@ -23,30 +23,30 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from rag.answer import SYSTEM_PROMPT, ask, warm_up
 from rag.engine import build_engine
 from rag.evaluate import keyword_found, load_testset
 from rag.settings import load_settings
+from rag.verify import JUDGE_QUESTION, load_pairs
+from rag.verify import support_messages as judge_messages
 
 
-# The question put after the quote; --pairs scores every one of them on the labelled pairs.
+# Wordings of the question put after the quote; --pairs scores each on the labelled pairs.
+# "answer-nothing-added" is the one the pipeline uses (rag.verify.JUDGE_QUESTION).
 PROMPTS = {
     "claim": "Question: {question}\nProposed answer: {sentence}\nDoes passage [1] state what the proposed answer says? Reply yes or no.",
     "statement": "Statement: {sentence}\nDoes passage [1] state everything the statement says? Reply yes or no.",
     "nothing-added": "Statement: {sentence}\nIs the statement true according to passage [1], word for word in meaning, "
                      "with nothing added? Reply yes or no.",
+    "answer-nothing-added": JUDGE_QUESTION,
 }
 
 
-def support_messages(question: str, quote: str, sentence: str, prompt: str = "claim") -> list[ChatMessage]:
+def support_messages(question: str, quote: str, sentence: str, prompt: str = "answer-nothing-added") -> list[ChatMessage]:
     """Same opening as the answer prompt (system prompt, "Passages:"), so its cached KV prefix serves both."""
-    ask_it = PROMPTS[prompt].format(question=question, sentence=sentence)
-    user = f"Passages:\n[1] {' '.join(quote.split())}\n\n{ask_it}"
-    return [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), ChatMessage(role=MessageRole.USER, content=user)]
+    return judge_messages(SYSTEM_PROMPT, question, [quote], sentence, PROMPTS[prompt])
 
 
 def auc(positives: list[float], negatives: list[float]) -> float:
@@ -57,7 +57,7 @@ def auc(positives: list[float], negatives: list[float]) -> float:
 
 def labelled(engine, path: Path) -> int:  # noqa: ANN001
     """Precision and recall of "supported" on hand-labelled pairs, by threshold, for each prompt."""
-    pairs = yaml.safe_load(path.read_text(encoding="utf-8"))
+    pairs = [p.model_dump() for p in load_pairs(path)]
     positives = sum(p["supported"] for p in pairs)
     print(f"{len(pairs)} labelled pairs ({positives} supported, {len(pairs) - positives} not), {path}")
     for prompt in PROMPTS:

@@ -8,6 +8,7 @@ condense prompt, ChatMessage, the LLM's stream_chat).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import unicodedata
@@ -32,7 +33,8 @@ from rag.engine import Engine
 from rag.grounding import Verdict, judge
 from rag.errors import BackendError, CorpusError, QuestionError
 from rag.retrieve import Filters, Retrieval
-from rag.schema import Answer, Grounding, Passage, RetrievedRef, Timings, Turn
+from rag.schema import Answer, Grounding, Passage, RetrievedRef, SentenceCheck, Timings, Turn
+from rag.verify import NoLogprobs, check_sentences
 from rag.worker import LocalModel
 
 SYSTEM_PROMPT = (
@@ -104,6 +106,8 @@ class AnswerStream:
         self.model_markers: list[int] = []
         self.prompt_tokens: int | None = None
         self.dropped: list[int] = []
+        self.checks: list[SentenceCheck] = []
+        self.support_check = ""
 
     def __iter__(self) -> Iterator[str]:
         if self.engine.index.count() == 0:
@@ -177,11 +181,16 @@ class AnswerStream:
         attribution = attribute(text, question, passages, self.engine.embed, cfg.min_support)
         verdict = judge(attribution, question, passages, self.engine.embed, cfg.min_synonym_similarity, cfg.max_uncovered_share)
         self.grounding = _grounding(attribution, verdict)
-        self.timings.cite_s = round(time.perf_counter() - t0, 3)
         if not verdict.grounded:
+            self.timings.cite_s = round(time.perf_counter() - t0, 3)
             return self._refusal(question, passages, REFUSAL, verdict.reason or "", draft)
+        self.checks = self._check(question, attribution)
+        self.timings.cite_s = round(time.perf_counter() - t0, 3)
+        if not any(c.supported for c in self.checks):
+            why = "; ".join(dict.fromkeys(c.reason for c in self.checks if c.reason))
+            return self._refusal(question, passages, REFUSAL, f"the passages do not state what the draft says ({why})", draft)
         reader = cached_source_reader(self.engine.settings.corpus.path)
-        citations = make_citations(attribution.sentences, reader)
+        citations = make_citations(attribution.sentences, [c.supported for c in self.checks], reader)
         kept = {c.n for c in citations}
         self.dropped = sorted({n for n in self.model_markers if n not in kept})
         self.timings.cite_s = round(time.perf_counter() - t0, 3)
@@ -194,6 +203,20 @@ class AnswerStream:
             draft=draft if draft.strip() != text else None,
         )
 
+    def _check(self, question: str, attribution: Attribution) -> list[SentenceCheck]:
+        """Each sentence's support state, by the engine's judge (the LLM's yes/no) or the lexical check."""
+        judge_fn, self.support_check = self.engine.support_judge
+        t0 = time.perf_counter()
+        cfg = self.engine.settings.answer
+        try:
+            with self.engine.generation_lock if judge_fn is not None else contextlib.nullcontext():
+                checks = _call(lambda: check_sentences(attribution.sentences, question, judge_fn, cfg.support_threshold, SYSTEM_PROMPT), self._where)
+        except NoLogprobs as exc:
+            self.engine.fall_back_to_lexical(str(exc))
+            return self._check(question, attribution)
+        self.timings.verify_s = round(time.perf_counter() - t0, 3)
+        return checks
+
     def _refusal(self, question: str, passages: list[Passage], text: str, reason: str, draft: str | None = None) -> Answer:
         return self._result(question, answer=text, refused=True, passages=passages, reason=reason, draft=draft)
 
@@ -205,6 +228,8 @@ class AnswerStream:
             refused=refused,
             refusal_reason=reason,
             citations=citations or [],
+            sentences=self.checks,
+            support_check=self.support_check,
             retrieved=[RetrievedRef(source=p.source, score=p.score, text=p.text, also_in=p.also_in) for p in passages],
             passages=passages,
             standalone_question=question if question != self.question else None,
@@ -231,7 +256,7 @@ def _call(fn, where: str):  # noqa: ANN001, ANN202
     """Run a backend call, turning connection and API failures into a BackendError naming the backend."""
     try:
         return fn()
-    except BackendError:
+    except (BackendError, NoLogprobs):
         raise
     except Exception as exc:  # every client library has its own exception tree
         raise BackendError(explain_error(exc, where)) from exc

@@ -175,8 +175,33 @@ def attribute(
     all_facts = key_facts(all_text) | content_terms(all_text)
     results = []
     for (s, e), a_vec in zip(answer_spans, a_vecs):
-        results.append(_support(answer[s:e], (s, e), a_vec, candidates, c_vecs, c_terms, all_facts, min_support))
+        item = _support(answer[s:e], (s, e), a_vec, candidates, c_vecs, c_terms, all_facts, min_support)
+        if item.support:
+            _cite_fact_holders(item, candidates, facts_of(question))
+        results.append(item)
     return Attribution(results)
+
+
+def facts_of(text: str) -> set[str]:
+    """Names, numbers and content words of `text`: what a fact of an answer may be matched against."""
+    return key_facts(text) | content_terms(text)
+
+
+def _cite_fact_holders(item: SentenceSupport, candidates: list[PassageSentence], given: set[str]) -> None:
+    """Also cite the retrieved sentences that hold the sentence's names and numbers its quotes lack.
+
+    An answer may join facts from two passages ("... Russia, Azerbaijan and Armenia", the
+    country from a neighbouring passage); citing where each fact stands lets the check read
+    them all instead of refusing a correct answer. Facts the question supplies need no quote.
+    """
+    cited = {id(ps) for ps, _ in item.support}
+    have = set().union(*(facts_of(ps.text) for ps, _ in item.support)) | given
+    for fact in sorted(key_facts(item.sentence) - have):
+        holder = next((c for c in candidates if id(c) not in cited and fact in facts_of(c.text)), None)
+        if holder is not None and fact not in have:
+            item.support.append((holder, 0.0))
+            cited.add(id(holder))
+            have |= facts_of(holder.text)
 
 
 def _support(
@@ -229,10 +254,14 @@ def insert_markers(answer: str, sentences: Sequence[SentenceSupport]) -> str:
 SourceReader = Callable[[str], "tuple[str, CleanText] | None"]
 
 
-def make_citations(sentences: Sequence[SentenceSupport], read_source: SourceReader, min_coverage: float = 0.5) -> list[Citation]:
-    """One Citation per (answer sentence, passage sentence), its quote located in the source file."""
+def make_citations(sentences: Sequence[SentenceSupport], supported: Sequence[bool], read_source: SourceReader) -> list[Citation]:
+    """One Citation per (answer sentence, passage sentence), its quote located in the source file.
+
+    `supported` holds each sentence's support state; a citation is verified only when its
+    sentence is supported and its quote stands at the recorded place in the file.
+    """
     citations: list[Citation] = []
-    for item in sentences:
+    for item, ok in zip(sentences, supported):
         for ps, score in item.support:
             start, end, located = locate_quote(ps, read_source)
             citations.append(
@@ -245,7 +274,7 @@ def make_citations(sentences: Sequence[SentenceSupport], read_source: SourceRead
                     start=start,
                     end=end,
                     score=score,
-                    verified=located and item.supported and item.coverage >= min_coverage,
+                    verified=located and ok,
                     sentence=item.sentence,
                     also_in=list(ps.passage.also_in),
                 )

@@ -164,6 +164,11 @@ def print_answer(answer: Answer) -> None:
                 print(f"  - {p.source}: {' '.join(p.text.split())[:160]}…")
         return
     print(f"\nWith citations: {answer.answer}")
+    for check in answer.sentences:
+        state = "✅ supported" if check.supported else f"⚠️ NOT supported ({check.reason})"
+        print(f"  {state}: {check.text}")
+    if answer.sentences:
+        print(f"  (check: {answer.support_check})")
     seen: set[tuple[int, str]] = set()
     if answer.citations:
         print("Sources:")
@@ -171,7 +176,7 @@ def print_answer(answer: Answer) -> None:
         if (c.n, c.quote) in seen:
             continue
         seen.add((c.n, c.quote))
-        mark = "verified" if c.verified else "NOT verified"
+        mark = "supported" if c.verified else "NOT supported"
         span = f", chars {c.start}-{c.end}" if c.start is not None else ""
         also = f" (also in {', '.join(c.also_in)})" if c.also_in else ""
         print(f"  [{c.n}] {c.source}{span} ({mark}){also}: \"{c.quote}\"")

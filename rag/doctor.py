@@ -77,7 +77,37 @@ def llm_checks(settings: Settings) -> Iterator[Check]:
         if not models.ok:
             return
     one_token = cfg.model_copy(update={"max_tokens": 1})
-    yield _timed("llm generation", lambda: _generate(one_token, settings), _llm_fix(settings))
+    holder: dict = {}
+    generation = _timed("llm generation", lambda: _generate(one_token, settings, holder), _llm_fix(settings))
+    yield generation
+    if generation.ok:
+        yield _timed("citation check", lambda: _support_check(holder["llm"], settings), "")
+
+
+# A pair whose quote plainly states the sentence: an entailment judge must say yes.
+_PROBE = ("Who will meet next week?", "Deputy prime ministers of Russia, Azerbaijan and Armenia will meet next week.",
+          "Deputy prime ministers of Russia, Azerbaijan and Armenia will meet next week.")
+
+
+def _support_check(llm, settings: Settings) -> str:  # noqa: ANN001
+    """Which check the answers' ✅ will mean: entailment (the LLM's yes/no log-probabilities) or the lexical fallback."""
+    from rag.answer import SYSTEM_PROMPT
+    from rag.verify import LEXICAL_NOTE, NoLogprobs, build_judge, support_messages
+
+    if settings.answer.support_check == "lexical":
+        return f"{LEXICAL_NOTE} (answer.support_check = lexical)"
+    judge, note = build_judge(llm)
+    if judge is None:
+        return note
+    question, quote, sentence = _PROBE
+    try:
+        p = judge(support_messages(SYSTEM_PROMPT, question, [quote], sentence))
+    except NoLogprobs:
+        return f"{LEXICAL_NOTE} (the server returned no log-probabilities; answers say so)"
+    if p < settings.answer.support_threshold:
+        raise RagError(f"the entailment judge gave P(yes) {p:.2f} to a quote that states its sentence word for word "
+                       f"(threshold {settings.answer.support_threshold}): this model cannot back a ✅. Set answer.support_check = lexical.")
+    return f"{note}; P(yes) {p:.2f} on a plainly supported pair (threshold {settings.answer.support_threshold})"
 
 
 def _llama_build(extra_buffers: bool) -> str:
@@ -120,8 +150,8 @@ def _ollama_models(settings: Settings) -> str:
     return f"{url} is up; models: {', '.join(names) or '(none)'}"
 
 
-def _generate(cfg, settings: Settings) -> str:  # noqa: ANN001
-    llm = build_llm(cfg, settings.cache_dir)
+def _generate(cfg, settings: Settings, holder: dict) -> str:  # noqa: ANN001
+    llm = holder["llm"] = build_llm(cfg, settings.cache_dir)
     try:
         reply = llm.chat([ChatMessage(role=MessageRole.USER, content="Reply with the word OK.")])
     except RagError:

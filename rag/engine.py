@@ -19,6 +19,7 @@ from rag.index import Index, IngestReport, ingest, open_index
 from rag.retrieve import Retriever
 from rag.schema import Backend
 from rag.settings import Settings
+from rag.verify import LEXICAL_NOTE, Judge, build_judge
 
 
 @dataclass
@@ -28,8 +29,10 @@ class Engine:
     llm_factory: Callable[[], LLM]
     retriever: Retriever
     first_ingest: IngestReport | None = None
+    judge_override: Judge | None = None
     _llm: LLM | None = None
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
+    _judge: tuple[Judge | None, str] | None = None
 
     @property
     def llm(self) -> LLM:
@@ -38,6 +41,22 @@ class Engine:
             if self._llm is None:
                 self._llm = self.llm_factory()
             return self._llm
+
+    @property
+    def support_judge(self) -> tuple[Judge | None, str]:
+        """The entailment judge of answer sentences (None: lexical check) and a note naming it."""
+        if self._judge is None:
+            if self.settings.answer.support_check == "lexical":
+                self._judge = None, f"{LEXICAL_NOTE} (answer.support_check = lexical)"
+            elif self.judge_override is not None:
+                self._judge = self.judge_override, "entailment: the judge given to the engine"
+            else:
+                self._judge = build_judge(self.llm)
+        return self._judge
+
+    def fall_back_to_lexical(self, why: str) -> None:
+        """The backend turned out to give no log-probabilities: later answers get the lexical check."""
+        self._judge = None, f"{LEXICAL_NOTE} ({why})"
 
     @property
     def generation_lock(self) -> Any:
@@ -70,6 +89,7 @@ def build_engine(
     llm: LLM | None = None,
     embed_model: BaseEmbedding | None = None,
     auto_ingest: bool = True,
+    judge: Judge | None = None,
 ) -> Engine:
     """Open the index (ingesting the corpus when the index is empty) and prepare the LLM."""
     embedder = embed_model or build_embedding(settings.embed)
@@ -80,6 +100,7 @@ def build_engine(
         index=index,
         llm_factory=(lambda: llm) if llm is not None else (lambda: build_llm(settings.llm, settings.cache_dir)),
         retriever=Retriever(index),
+        judge_override=judge,
     )
     if auto_ingest and index.count() == 0:
         engine.first_ingest = engine.ingest()

@@ -101,10 +101,14 @@ class CaseResult(BaseModel):
     refusal_reason: str | None = None
     draft: str | None = None
     citations: list[dict] = Field(default_factory=list)
+    sentences: list[dict] = Field(default_factory=list, description="Each answer sentence's support state, with its quotes.")
+    support_check: str = ""
+    standalone_question: str | None = None
     retrieved_sources: list[str] = Field(default_factory=list)
     expected_sources: list[str] = Field(default_factory=list)
     keywords_missing: list[str] = Field(default_factory=list)
     correct: bool | None = None  # answerable cases
+    wrong_but_verified: bool = False  # shown, wrong (or should have been refused), and every sentence ✅
     refused_correctly: bool | None = None  # unanswerable cases
     hit: bool | None = None
     reciprocal_rank: float | None = None
@@ -145,6 +149,9 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
         prompt_tokens=answer.prompt_tokens,
         citations_valid=sum(c.verified for c in answer.citations),
         citations_total=len(answer.citations),
+        sentences=[c.model_dump() for c in answer.sentences],
+        support_check=answer.support_check,
+        standalone_question=answer.standalone_question,
     )
     cited = {c.source for c in answer.citations}
     result.cited_sources_total = len(cited)
@@ -163,6 +170,8 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
     else:
         result.refused_correctly = answer.refused
         result.passed = answer.refused
+    all_green = bool(answer.sentences) and all(c.supported for c in answer.sentences)
+    result.wrong_but_verified = not answer.refused and not result.passed and all_green
     return result
 
 
@@ -199,6 +208,9 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "mrr": _mean(r.reciprocal_rank for r in answerable),
         "context_recall": _mean(r.context_has_answer for r in answerable),
         "citation_validity": round(valid / total_citations, 4) if total_citations else None,
+        "sentence_support": _mean(s["supported"] for r in results if not r.refused for s in r.sentences),
+        "wrong_but_verified": sum(r.wrong_but_verified for r in results),
+        "wrong_but_verified_ids": [r.id for r in results if r.wrong_but_verified],
         "source_precision": round(cited_expected / cited_total, 4) if cited_total else None,
         "semantic_similarity": _mean(r.similarity for r in results),
         "latency_p50_s": _percentile(latencies, 50),
@@ -263,7 +275,22 @@ def evaluate(
 
     report = run_cases(cases, lambda case: ask(engine, case.question, case.history), engine.embed, progress, judge)
     report["pipeline"] = {"name": "rag", "backend": engine.backend.model_dump()}
+    report["summary"].update(verifier_metrics(engine))
     return report
+
+
+def verifier_metrics(engine) -> dict:  # noqa: ANN001
+    """Precision and recall of the support check on the labelled pairs (eval.support_pairs), when it is the LLM's."""
+    from rag.answer import SYSTEM_PROMPT
+    from rag.verify import load_pairs, score_pairs
+
+    judge_fn, note = engine.support_judge
+    path = engine.settings.eval.support_pairs
+    if judge_fn is None or path is None:
+        return {"support_check": note}
+    with engine.generation_lock:
+        scored = score_pairs(judge_fn, load_pairs(path), engine.settings.answer.support_threshold, SYSTEM_PROMPT)
+    return {"support_check": note, **scored}
 
 
 def llm_judge(llm) -> JudgeFn:  # noqa: ANN001

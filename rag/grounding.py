@@ -135,8 +135,13 @@ def _prefix_match(stem: str, have: dict[str, str]) -> bool:
 
 
 def facts_outside_citations(item: SentenceSupport, question: str) -> set[str]:
-    """Names and numbers of an answer sentence that none of its cited passages (nor the question) hold."""
-    cited = " ".join({ps.passage.n: f"{ps.passage.title} {ps.passage.text}" for ps, _ in item.support}.values()) + " " + question
+    """Names and numbers of an answer sentence that the passages it matched best (nor the question) do not hold.
+
+    Sentences cited only because they hold one of its facts (score 0) do not count: with no
+    judge reading them, "killed 30,000" lifted from another passage must not pass.
+    """
+    matched = {ps.passage.n: f"{ps.passage.title} {ps.passage.text}" for ps, score in item.support if score > 0}
+    cited = " ".join(matched.values()) + " " + question
     return key_facts(item.sentence) - key_facts(cited) - content_terms(cited)
 
 
@@ -154,10 +159,6 @@ def judge(
         return Verdict("the answer is not supported by the passages", unsupported_facts=facts)
     if any(obeys_injection(s) for s in attribution.sentences):
         return Verdict("the answer follows an instruction planted in a document")
-    facts = {f for s in attribution.sentences for f in s.unsupported_facts}
-    facts |= {f for s in attribution.sentences if s.support for f in facts_outside_citations(s, question)}
-    if facts:
-        return Verdict(f"the answer states facts not in the passages it rests on ({', '.join(sorted(facts))})", unsupported_facts=facts)
     cited = list({ps.passage.n: ps.passage for s in attribution.sentences for ps, _ in s.support}.values())
     missing, wanted = uncovered_terms(question, cited, embed, min_synonym_similarity)
     if wanted and len(missing) / len(wanted) > max_uncovered:

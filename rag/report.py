@@ -18,7 +18,11 @@ METRICS: list[tuple[str, str, str]] = [
     ("hit_rate", "Hit rate", "an expected source among the retrieved chunks"),
     ("mrr", "MRR", "mean reciprocal rank of the first expected source"),
     ("context_recall", "Context recall", "answerable cases whose passages (the prompt) hold every expected keyword"),
-    ("citation_validity", "Citation validity", "citations that resolve and are verified in the file"),
+    ("citation_validity", "Citation validity", "citations whose sentence passed the support check and whose quote stands at its place in the file"),
+    ("sentence_support", "Sentences supported", "shown answer sentences the support check found stated by their quotes"),
+    ("wrong_but_verified", "Wrong but all ✅", "cases answered wrongly (or not refused) with every sentence shown ✅ (lower is better)"),
+    ("verifier_precision", "Verifier precision", "labelled support pairs: share of pairs judged supported that are supported"),
+    ("verifier_recall", "Verifier recall", "labelled support pairs: share of supported pairs judged supported"),
     ("source_precision", "Source precision", "cited sources that are expected sources"),
     ("semantic_similarity", "Semantic similarity", "mean embedding cosine of answer and reference"),
     ("judge_faithfulness", "Faithfulness (LLM-as-judge)", "answers the judge model found supported by the passages"),
@@ -117,18 +121,24 @@ def _summary_table(report: dict, baseline: dict | None) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _citations(case: dict) -> str:
-    if not case.get("citations"):
-        return "<span class=muted>no citations</span>"
+def _sentences(case: dict) -> str:
+    """Each answer sentence (of the shown answer, or of a withheld draft) with its state, support and quotes."""
+    if not case.get("sentences"):
+        return "<span class=muted>no sentences checked</span>"
     items = []
-    for c in case["citations"]:
-        mark = "✅" if c.get("verified") else "⚠️"
-        items.append(f"<li>{mark} [{c['n']}] <code>{html.escape(c['source'])}</code>: “{html.escape(c['quote'])}”</li>")
-    return "<ul>" + "".join(items) + "</ul>"
+    for c in case["sentences"]:
+        mark = "✅" if c.get("supported") else "⚠️"
+        support = f" <span class=muted>P(yes) {c['support']:.2f}</span>" if c.get("support") is not None else ""
+        why = f" <span class=muted>— {html.escape(c['reason'])}</span>" if c.get("reason") else ""
+        cites = "".join(f"[{n}]" for n in c.get("citations", []))
+        quotes = "".join(f"<div class=quote>{cites} “{html.escape(q)}”</div>" for q in c.get("quotes", []))
+        items.append(f"<li>{mark} {html.escape(c['text'])}{support}{why}{quotes}</li>")
+    check = f"<div class=muted>check: {html.escape(case.get('support_check') or '?')}</div>"
+    return "<ul>" + "".join(items) + "</ul>" + check
 
 
 def _case_rows(cases: list[dict]) -> str:
-    rows = ["<tr><th>Case</th><th>Answer</th><th>Reference</th><th>Why it failed</th><th>Cited snippets</th></tr>"]
+    rows = ["<tr><th>Case</th><th>Answer</th><th>Reference</th><th>Why it failed</th><th>Sentences: state, support, quotes</th></tr>"]
     for case in cases:
         why = []
         if case.get("error"):
@@ -137,13 +147,15 @@ def _case_rows(cases: list[dict]) -> str:
             why.append(f"refused ({case.get('refusal_reason') or 'no reason'})")
         elif not case["answerable"] and not case["refused"]:
             why.append("answered a question the documents cannot answer")
+        if case.get("wrong_but_verified"):
+            why.append("wrong, yet every sentence shown ✅")
         if case.get("keywords_missing") and not case["refused"]:
             why.append("missing: " + ", ".join(case["keywords_missing"]))
         draft = f"<div class=muted>draft: {html.escape(case['draft'])}</div>" if case.get("draft") else ""
         rows.append(
             f"<tr><td><b>{html.escape(case['id'])}</b><br>{html.escape(case['question'])}</td>"
             f"<td>{html.escape(case['answer'])}{draft}</td><td>{html.escape(case['reference_answer'])}</td>"
-            f"<td>{html.escape('; '.join(why))}</td><td>{_citations(case)}</td></tr>"
+            f"<td>{html.escape('; '.join(why))}</td><td>{_sentences(case)}</td></tr>"
         )
     return "<table class=cases>" + "".join(rows) + "</table>"
 
@@ -154,7 +166,7 @@ table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: 0.9re
 th, td { border: 1px solid #e2e8f0; padding: 0.35rem 0.5rem; vertical-align: top; text-align: left; }
 th { background: #f7fafc; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .muted { color: #718096; font-size: 0.85rem; } img { max-width: 100%; } ul { margin: 0; padding-left: 1.1rem; }
-table.cases td { max-width: 22rem; }
+table.cases td { max-width: 22rem; } .quote { color: #4a5568; font-size: 0.8rem; margin-left: 0.8rem; }
 """
 
 

@@ -46,10 +46,21 @@ class Citation(BaseModel):
     quote: str = Field(description="The sentence(s) of the passage that support the claim.")
     start: int | None = Field(None, description="Quote start, as a character offset in the source file.")
     end: int | None = Field(None, description="Quote end (exclusive) in the source file.")
-    score: float = Field(description="Support strength in [0, 1].")
-    verified: bool = Field(description="The quote supports the claim and was found at start:end in the file.")
+    score: float = Field(description="How closely the quote matches the sentence (words and embeddings), in [0, 1].")
+    verified: bool = Field(description="The sentence it supports passed the support check and the quote was found at start:end in the file.")
     sentence: str = Field("", description="The answer sentence this citation supports.")
     also_in: list[str] = Field(default_factory=list, description="Other sources stating the same (a folded near-duplicate).")
+
+
+class SentenceCheck(BaseModel):
+    """One answer sentence and whether its quotes state it: ✅ supported, ⚠️ not."""
+
+    text: str
+    supported: bool
+    support: float | None = Field(None, description="P(yes) of the entailment check; None under the lexical check.")
+    citations: list[int] = Field(default_factory=list, description="The [n] of the passages its quotes come from.")
+    quotes: list[str] = Field(default_factory=list)
+    reason: str | None = Field(None, description="Why it is not supported.")
 
 
 class RetrievedRef(BaseModel):
@@ -67,6 +78,7 @@ class Timings(BaseModel):
     first_token_s: float | None = None
     generate_s: float = 0.0  # from the request to the LLM to its last token
     cite_s: float = 0.0  # attributing citations and checking grounding
+    verify_s: float = 0.0  # of which the entailment check of each sentence
     total_s: float = 0.0
 
 
@@ -92,6 +104,8 @@ class Answer(BaseModel):
     refused: bool
     refusal_reason: str | None = None
     citations: list[Citation] = Field(default_factory=list)
+    sentences: list[SentenceCheck] = Field(default_factory=list, description="Each answer sentence's support state.")
+    support_check: str = Field("", description="Which check decided the states: entailment (model log-probabilities) or lexical.")
     retrieved: list[RetrievedRef] = Field(default_factory=list)
     passages: list[Passage] = Field(default_factory=list, description="The passages given to the LLM, numbered.")
     standalone_question: str | None = Field(None, description="The follow-up rewritten with the history, used for retrieval.")

@@ -75,6 +75,11 @@ class AnswerSettings(_Group):
     min_support: float = Field(0.45, ge=0, le=1, description="Least support score for an answer sentence to be cited.")
     max_uncovered_share: float = Field(0.45, ge=0, le=1, description="Refuse when more of the question's subject words than this are missing from the cited passages.")
     min_synonym_similarity: float = Field(0.55, ge=-1, le=1, description="A question word counts as found when a passage word is this similar (embeddings).")
+    support_check: Literal["auto", "lexical"] = Field(
+        "auto", description="auto: the LLM judges whether each quote states its sentence (yes/no log-probabilities), "
+        "where the backend gives them; lexical: shared words and names only."
+    )
+    support_threshold: float = Field(0.7, ge=0, le=1, description="Least P(yes) of the entailment check for a sentence to be shown as supported.")
 
 
 LLMBackend = Literal["embedded", "openai", "openai-compatible", "ollama", "mock"]
@@ -109,6 +114,10 @@ class EmbeddingSettings(_Group):
 class EvalSettings(_Group):
     testset: Path = Field(Path("eval/testset.yaml"), description="Default test set of `rag eval`.")
     thresholds: Path = Field(Path("eval/thresholds.toml"), description="Metric limits of the CI gate (`rag eval --gate`).")
+    support_pairs: Path | None = Field(
+        Path("eval/support_pairs.yaml"), description="Hand-labelled (sentence, quote, supported) pairs: `rag eval` reports the "
+        "entailment check's precision and recall on them (when the backend gives log-probabilities)."
+    )
     judge_backend: LLMBackend | None = Field(None, description="LLM-as-judge metrics (off when unset).")
     judge_model: str | None = None
     judge_base_url: str | None = None

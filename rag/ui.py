@@ -127,6 +127,7 @@ def draw_answer(answer: Answer, key: str, options: ViewOptions) -> None:
         draw_refusal(answer, key)
     else:
         st.markdown(escape_md(answer.answer))
+        draw_sentence_states(answer)
         draw_sources(answer, key, options.corpus)
     for notice in answer.notices:
         st.caption(escape_md(notice))
@@ -138,6 +139,17 @@ def draw_answer(answer: Answer, key: str, options: ViewOptions) -> None:
     timing = answer.timings
     first = f"first token {timing.first_token_s:.1f} s · " if timing.first_token_s is not None else ""
     st.caption(escape_md(f"{answer.backend.llm} · {first}total {timing.total_s:.1f} s"))
+
+
+def draw_sentence_states(answer: Answer) -> None:
+    """⚠️ on every sentence its quotes do not state (never a green check), and which check decided."""
+    unsupported = [c for c in answer.sentences if not c.supported]
+    if unsupported:
+        lines = "\n".join(f"- ⚠️ “{escape_md(c.text)}” ({escape_md(c.reason or 'not supported')})" for c in unsupported)
+        st.warning(f"Not supported by the cited passages — read with care:\n{lines}", icon="⚠️")
+    if answer.sentences:
+        shown = sum(c.supported for c in answer.sentences)
+        st.caption(escape_md(f"✅ {shown} of {len(answer.sentences)} sentences stated by their quotes · check: {answer.support_check}"))
 
 
 def draw_refusal(answer: Answer, key: str) -> None:
@@ -156,7 +168,7 @@ def draw_refusal(answer: Answer, key: str) -> None:
 
 def _label(passage: Passage | Citation, n: int, verified: bool, score: float | None) -> str:
     title = passage.title or passage.source
-    status = "✅ verified" if verified else "⚠️ not verified"
+    status = "✅ supported" if verified else "⚠️ not supported"
     rel = f" · relevance {score:.2f}" if score is not None else ""
     return f"[{n}] {title} — {passage.source}{rel} · {status}"
 
@@ -180,7 +192,7 @@ def draw_sources(answer: Answer, key: str, corpus: Path) -> None:
             text = cites[0].text
             st.html(_box(highlight(text, _quote_spans(text, [c.quote for c in cites]))))
             if not verified:
-                st.caption("⚠️ The quote could not be confirmed in the source file as it is now, or supports the sentence only weakly.")
+                st.caption("⚠️ The quote does not state the sentence it is cited for, or it could not be confirmed in the source file as it is now.")
             if st.toggle("Show the whole document", key=doc_key):
                 draw_document(corpus, cites)
     for n in answer.dropped_citations:

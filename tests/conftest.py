@@ -108,3 +108,25 @@ def embed(embedder):
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     return run
+
+
+@pytest.fixture
+def fake():
+    """A fake OpenAI-compatible server on loopback (tests/fake_openai.py)."""
+    from fake_openai import FakeOpenAI
+
+    server = FakeOpenAI()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fake_env(fake, monkeypatch, tmp_path, corpus):
+    """RAG_* variables for a door over the temp corpus and the fake OpenAI-compatible server."""
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "openai-compatible")
+    monkeypatch.setenv("RAG_LLM_BASE_URL", fake.url)
+    monkeypatch.setenv("RAG_LLM_TIMEOUT_S", "2")
+    monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
+    return fake

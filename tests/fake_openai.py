@@ -1,6 +1,8 @@
 """A misbehaving OpenAI-compatible server on loopback, for the backend failure tests.
 
 `FakeOpenAI.mode` picks how the next chat completion goes: ok, error500, malformed, cut, slow.
+A non-streamed completion is a support check: one "yes" token, with top log-probabilities
+unless `logprobs` is off.
 It also speaks Ollama's native API (GET /api/tags, POST /api/chat as NDJSON), for the
 ollama backend's streaming test.
 """
@@ -17,6 +19,11 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.mode = "ok"
         self.requests = 0
+        self.judged = 0  # non-streamed completions: the support checks
+        self.logprobs = True  # False: a server that ignores `logprobs`
+        self.yes_logprob = -0.1  # with "no" at -2.0: P(yes) 0.87
+        self.doubted: set[str] = set()  # a judged sentence holding one of these words gets P(yes) 0.27
+        self.answer = ANSWER
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,10 +45,13 @@ class FakeOpenAI:
                     return self._json(500, {"error": {"message": "the model crashed", "type": "server_error"}})
                 if mode == "slow":
                     time.sleep(5)
+                request = json.loads(body or b"{}")
+                if not request.get("stream"):
+                    return self._completion(request)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                chunks = ANSWER[:2] if mode == "cut" else ANSWER
+                chunks = server.answer[:2] if mode == "cut" else server.answer
                 for i, text in enumerate(chunks):
                     if mode == "malformed" and i == 1:
                         self.wfile.write(b"data: {this is not json\n\n")
@@ -52,6 +62,18 @@ class FakeOpenAI:
                     return  # the connection closes without a final chunk
                 self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
                 self.wfile.write(b"data: [DONE]\n\n")
+
+            def _completion(self, request: dict) -> None:
+                """A one-token yes/no judgement (with top log-probabilities when asked and `server.logprobs`)."""
+                server.judged += 1
+                judged = request["messages"][-1]["content"].rsplit("Answer:", 1)[-1].split("\n")[0].lower()
+                yes = -3.0 if any(word in judged for word in server.doubted) else server.yes_logprob
+                choice = {"index": 0, "message": {"role": "assistant", "content": "yes"}, "finish_reason": "length"}
+                if request.get("logprobs") and server.logprobs:
+                    top = [{"token": "yes", "logprob": yes, "bytes": None}, {"token": "no", "logprob": -2.0, "bytes": None}]
+                    choice["logprobs"] = {"content": [{"token": "yes", "logprob": -0.1, "bytes": None, "top_logprobs": top}]}
+                self._json(200, {"id": "c2", "object": "chat.completion", "created": 0, "model": "fake", "choices": [choice],
+                                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
             def _ollama(self, stream: bool) -> None:
                 if not stream:

@@ -47,7 +47,7 @@ def test_question_gets_an_answer_with_highlighted_verified_source(app):
     text = _texts(app)
     assert "transport links" in text and "[1]" in text
     expanders = [e for e in app.expander if plain(e.label).startswith("[1]")]
-    assert expanders and "✅ verified" in expanders[0].label and "001_1f22d8ffd3c24c03.txt" in plain(expanders[0].label)
+    assert expanders and "✅ supported" in expanders[0].label and "001_1f22d8ffd3c24c03.txt" in plain(expanders[0].label)
     snippet = " ".join(h.proto.body for h in app.html)
     assert "<mark>He said Yerevan was ready &quot;to unblock all the transport links" in snippet
 

@@ -62,7 +62,7 @@ def test_chat_answers_with_a_highlighted_verified_snippet(app_url):
         expect(answer.get_by_text("Sources")).to_be_visible(timeout=120_000)
         print(f"launch to first answer: {time.perf_counter() - started:.1f} s")
         assert "transport links" in answer.inner_text()
-        source = answer.locator('[data-testid="stExpander"]').filter(has_text="✅ verified").first
+        source = answer.locator('[data-testid="stExpander"]').filter(has_text="✅ supported").first
         source.locator("summary").click()
         mark = source.locator("mark").first
         expect(mark).to_be_visible()

@@ -78,7 +78,7 @@ def test_quote_located_in_the_source_file(embed):
     chunk = cleaned.text[chunk_start:]
     passages = [_passage(1, chunk, start=chunk_start)]
     result = attribute("Some 30,000 lives were claimed.", "How many lives did the conflict claim?", passages, embed)
-    [citation] = make_citations(result.sentences, lambda name: (raw, cleaned))
+    [citation] = make_citations(result.sentences, [True], lambda name: (raw, cleaned))
     assert citation.quote == "The ensuing conflict claimed some 30,000 lives."
     assert raw[citation.start : citation.end] == "The **ensuing** conflict claimed some 30,000 lives."
     assert citation.verified
@@ -88,7 +88,7 @@ def test_quote_not_in_file_is_not_verified(embed):
     passages = [_passage(1, "The ensuing conflict claimed some 30,000 lives.")]
     result = attribute("The conflict claimed 30,000 lives.", "How many died?", passages, embed)
     changed = clean_markup("The file was edited since indexing.")
-    [citation] = make_citations(result.sentences, lambda name: ("x", changed))
+    [citation] = make_citations(result.sentences, [True], lambda name: ("x", changed))
     assert citation.start is None and not citation.verified
     ps = result.sentences[0].support[0][0]
     assert locate_quote(ps, lambda name: None) == (None, None, False)
@@ -96,3 +96,11 @@ def test_quote_not_in_file_is_not_verified(embed):
 
 def test_content_terms_stem_and_normalise():
     assert content_terms("Ministers met; 30,000 died.") == {"minist", "met", "30000", "die"}
+
+
+def test_a_sentence_that_failed_its_support_check_has_no_verified_citation(embed):
+    raw = "The ensuing conflict claimed some 30,000 lives."
+    cleaned = clean_markup(raw)
+    result = attribute("Some 30,000 lives were claimed.", "How many died?", [_passage(1, raw, start=0)], embed)
+    [citation] = make_citations(result.sentences, [False], lambda name: (raw, cleaned))
+    assert citation.start == 0 and not citation.verified

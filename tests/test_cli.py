@@ -50,7 +50,7 @@ def test_ask_with_history_file(mock_env, tmp_path, capsys):
 def test_plain_ask_streams_and_lists_sources(mock_env, capsys):
     assert main(["ask", "What did Pashinyan say Armenia was ready to unblock?"]) == 0
     out = capsys.readouterr().out
-    assert "transport links" in out and "Sources:" in out and "(verified)" in out
+    assert "transport links" in out and "Sources:" in out and "(supported)" in out and "✅ supported:" in out
 
 
 def test_errors_are_messages_not_tracebacks(mock_env, tmp_path, monkeypatch, capsys):

@@ -1,7 +1,9 @@
 """The grounding check on the failure modes measured with the 1.5B model."""
 
 
+from rag.answer import SYSTEM_PROMPT
 from rag.citations import attribute
+from rag.verify import check_sentences
 from rag.grounding import judge, question_words
 from rag.schema import Passage
 
@@ -21,6 +23,11 @@ def verdict(embed, question, draft):
     return judge(attribute(draft, question, PASSAGES, embed), question, PASSAGES, embed)
 
 
+def lexical_states(embed, question, draft):
+    """Each sentence's state under the lexical check (a backend without log-probabilities)."""
+    return check_sentences(attribute(draft, question, PASSAGES, embed).sentences, question, None, 0.7, SYSTEM_PROMPT)
+
+
 def test_supported_answer_is_grounded(embed):
     assert verdict(embed, "Who will meet next week, according to Putin?", "Deputy prime ministers of Russia, Azerbaijan and Armenia will meet.").grounded
 
@@ -36,10 +43,10 @@ def test_invented_number_is_refused(embed):
     assert not v.grounded and "7.8" in v.unsupported_facts
 
 
-def test_number_lifted_from_another_sentence_is_refused(embed):
+def test_number_lifted_from_another_sentence_is_not_supported_under_the_lexical_check(embed):
     # "30,000" exists in the passages, but not in the sentence the answer rests on
-    v = verdict(embed, "How long did the fighting in 2020 last?", "The fighting in 2020 lasted six weeks and killed 30,000.")
-    assert not v.grounded
+    [state] = lexical_states(embed, "How long did the fighting in 2020 last?", "The fighting in 2020 lasted six weeks and killed 30,000.")
+    assert not state.supported and "30000" in state.reason
 
 
 def test_paraphrased_question_is_answered(embed):
@@ -71,7 +78,8 @@ def test_list_numbering_is_not_taken_for_facts(embed):
         assert v.grounded, v.reason
 
 
-def test_a_numbered_item_with_an_invented_number_is_still_refused(embed):
+def test_a_numbered_item_with_an_invented_number_is_marked_not_supported(embed):
     draft = "1. The conflict claimed some 45,000 lives.\n2. Deputy prime ministers will meet next week."
-    v = verdict(embed, "How many lives did the conflict claim, and who will meet?", draft)
-    assert not v.grounded and "45000" in "".join(v.unsupported_facts).replace(",", "")
+    invented, meeting = lexical_states(embed, "How many lives did the conflict claim, and who will meet?", draft)
+    assert not invented.supported and "45000" in invented.reason
+    assert meeting.supported

@@ -11,30 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import SEED_A, SEED_B, label
-from fake_openai import FakeOpenAI
 from rag.answer import ask
 from rag.cli import main
 from rag.errors import BackendError, CorpusError
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def fake():
-    server = FakeOpenAI()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def fake_env(fake, monkeypatch, tmp_path, corpus):
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
-    monkeypatch.setenv("RAG_LLM_BACKEND", "openai-compatible")
-    monkeypatch.setenv("RAG_LLM_BASE_URL", fake.url)
-    monkeypatch.setenv("RAG_LLM_TIMEOUT_S", "2")
-    monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
-    return fake
 
 
 @pytest.mark.parametrize("mode,message", [

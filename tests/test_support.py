@@ -1,0 +1,155 @@
+"""Sentence support states: ✅ only where the check found the quote states the sentence.
+
+The judge is the LLM's P(yes) (a fake judge or the fake OpenAI server's log-probabilities
+here; the real model in test_llm.py); backends without log-probabilities get the lexical
+check, and every answer and `rag doctor` say which one it got.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rag.answer import ask
+from rag.backends import ExtractiveMockLLM
+from rag.cli import main
+from rag.engine import build_engine
+from rag.evaluate import Case, score, verifier_metrics
+from rag.schema import Turn
+
+MEET = "Who will meet in Moscow next week, according to Putin?"
+# Shares the quote's words and names, but adds a fact the passages do not state: only a judge that reads meaning catches it.
+SECOND = " The deputy prime ministers of Russia, Azerbaijan and Armenia will sign a peace treaty next week."
+
+
+class TwoSentences(ExtractiveMockLLM):
+    """The mock's extractive answer, plus a sentence that adds a treaty to it."""
+
+    @staticmethod
+    def _answer(prompt: str) -> str:
+        first = ExtractiveMockLLM._answer(prompt)
+        return first if "Follow Up Input:" in prompt else first + SECOND
+
+
+def judge_doubting(*words: str):
+    """A fake entailment judge: P(yes) 0.1 for a sentence holding one of `words`, 0.95 otherwise."""
+    calls = []
+
+    def judge(messages) -> float:
+        sentence = messages[-1].content.rsplit("Answer:", 1)[-1].split("\n")[0].lower()
+        calls.append(sentence)
+        return 0.1 if any(w in sentence for w in words) else 0.95
+
+    judge.calls = calls
+    return judge
+
+
+def engine_with(make_settings, embedder, judge, llm=None):
+    return build_engine(make_settings(), llm=llm or ExtractiveMockLLM(), embed_model=embedder, judge=judge)
+
+
+def test_supported_sentences_are_checked_and_shown_green(make_settings, embedder):
+    judge = judge_doubting()
+    answer = ask(engine_with(make_settings, embedder, judge), MEET)
+    assert not answer.refused and answer.support_check.startswith("entailment")
+    [check] = answer.sentences
+    assert check.supported and check.support == 0.95 and check.quotes and check.citations == [answer.citations[0].n]
+    assert all(c.verified for c in answer.citations)
+    assert judge.calls and answer.timings.verify_s >= 0
+
+
+def test_a_sentence_its_quote_does_not_state_is_shown_with_a_warning_never_green(make_settings, embedder):
+    answer = ask(engine_with(make_settings, embedder, judge_doubting("treaty"), TwoSentences()), MEET)
+    assert not answer.refused
+    meeting, treaty = answer.sentences
+    assert meeting.supported and not treaty.supported and "do not state" in treaty.reason
+    assert not any(c.verified for c in answer.citations if c.sentence == treaty.text)
+    assert all(c.verified for c in answer.citations if c.sentence == meeting.text)
+
+
+def test_an_answer_with_no_supported_sentence_is_refused_with_the_reason(make_settings, embedder):
+    answer = ask(engine_with(make_settings, embedder, judge_doubting("")), MEET)
+    assert answer.refused and "do not state" in answer.refusal_reason and "0.10" in answer.refusal_reason
+    assert answer.draft and answer.sentences and not answer.sentences[0].supported
+
+
+def test_the_lexical_check_is_named_when_there_is_no_judge(mock_engine):
+    answer = ask(mock_engine, MEET)
+    assert not answer.refused and answer.support_check.startswith("lexical")
+    assert answer.sentences[0].supported and answer.sentences[0].support is None
+
+
+def test_a_follow_up_is_judged_against_its_standalone_question(make_settings, embedder):
+    judge = judge_doubting()
+    seen = []
+    engine = engine_with(make_settings, embedder, lambda m: seen.append(m[-1].content) or judge(m))
+    answer = ask(engine, "And who will meet there next week?", [
+        Turn(role="user", content="What did Putin announce in Moscow?"), Turn(role="assistant", content="A meeting.")])
+    assert answer.standalone_question and seen
+    assert f"Question: {answer.standalone_question}" in seen[0]
+
+
+def test_an_openai_compatible_server_judges_with_its_log_probabilities(fake_env, embedder):
+    from rag.settings import load_settings
+
+    engine = build_engine(load_settings(), embed_model=embedder)
+    answer = ask(engine, MEET)
+    assert not answer.refused and answer.support_check.startswith("entailment")
+    assert answer.sentences[0].support == pytest.approx(0.87, abs=0.01) and fake_env.judged == 1
+    fake_env.doubted = {"deputy"}
+    refused = ask(engine, MEET)
+    assert refused.refused and "do not state" in refused.refusal_reason
+
+
+def test_a_server_without_log_probabilities_falls_back_to_the_lexical_check_and_says_so(fake_env, embedder, capsys):
+    from rag.settings import load_settings
+
+    fake_env.logprobs = False
+    engine = build_engine(load_settings(), embed_model=embedder)
+    answer = ask(engine, MEET)
+    assert not answer.refused and answer.citations[0].verified
+    assert answer.support_check.startswith("lexical") and "no log-probabilities" in answer.support_check
+    judged = fake_env.judged
+    ask(engine, MEET)
+    assert fake_env.judged == judged  # asked once, not on every answer
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "citation check: lexical" in out and "no log-probabilities" in out
+
+
+def test_the_cli_marks_each_sentence(fake_env, capsys):
+    fake_env.answer = ["Deputy prime ministers of Russia, Azerbaijan and Armenia will meet next week.", SECOND]
+    fake_env.doubted = {"treaty"}
+    assert main(["ask", MEET]) == 0
+    out = capsys.readouterr().out
+    assert "✅ supported: Deputy prime ministers" in out
+    assert "⚠️ NOT supported" in out and "peace treaty" in out.split("⚠️ NOT supported")[1]
+    assert "check: entailment" in out
+
+
+def test_the_app_warns_on_an_unsupported_sentence(fake_env):
+    from test_app import _ask, _start, plain
+
+    fake_env.answer = ["Deputy prime ministers of Russia, Azerbaijan and Armenia will meet next week.", SECOND]
+    fake_env.doubted = {"treaty"}
+    at = _ask(_start(), MEET)
+    [warning] = [w for w in at.warning if "Not supported" in w.value]
+    assert "peace treaty" in plain(warning.value) and "Deputy" not in plain(warning.value)
+    assert any("1 of 2 sentences" in plain(c.value) and "entailment" in c.value for c in at.caption)
+
+
+def test_eval_counts_wrong_answers_shown_all_green_and_scores_the_verifier(make_settings, embedder, tmp_path):
+    engine = engine_with(make_settings, embedder, judge_doubting("treaty"))
+    answer = ask(engine, MEET)
+    wrong = Case(id="w", question=MEET, reference_answer="x", expected_keywords=["Lavrov"])  # all ✅, yet wrong
+    assert score(wrong, answer, None).wrong_but_verified
+    right = Case(id="r", question=MEET, reference_answer="x", expected_keywords=["deputy prime minister"])
+    assert not score(right, answer, None).wrong_but_verified
+    pairs = tmp_path / "pairs.yaml"
+    rows = [{"question": "q", "sentence": s, "quote": "x", "supported": ok}
+            for s, ok in [("Meeting next week.", True), ("A treaty and a meeting.", True), ("A peace treaty.", False)]]
+    pairs.write_text(yaml.safe_dump(rows), encoding="utf-8")
+    engine.settings.eval.support_pairs = Path(pairs)
+    metrics = verifier_metrics(engine)
+    assert metrics["verifier_precision"] == 1.0 and metrics["verifier_recall"] == 0.5
+    assert [m["sentence"] for m in metrics["verifier_misjudged"]] == ["A treaty and a meeting."]
