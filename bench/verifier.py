@@ -29,22 +29,27 @@ from rag.answer import SYSTEM_PROMPT, ask, warm_up
 from rag.engine import build_engine
 from rag.evaluate import keyword_found, load_testset
 from rag.settings import load_settings
-from rag.verify import JUDGE_QUESTION, load_pairs
+from rag.verify import JUDGE_QUESTION, load_pairs, word_coverage
 from rag.verify import support_messages as judge_messages
 
 
 # Wordings of the question put after the quote; --pairs scores each on the labelled pairs.
-# "answer-nothing-added" is the one the pipeline uses (rag.verify.JUDGE_QUESTION).
+# "nothing-added" is the one the pipeline uses (rag.verify.JUDGE_QUESTION), times the word coverage.
 PROMPTS = {
     "claim": "Question: {question}\nProposed answer: {sentence}\nDoes passage [1] state what the proposed answer says? Reply yes or no.",
     "statement": "Statement: {sentence}\nDoes passage [1] state everything the statement says? Reply yes or no.",
-    "nothing-added": "Statement: {sentence}\nIs the statement true according to passage [1], word for word in meaning, "
-                     "with nothing added? Reply yes or no.",
-    "answer-nothing-added": JUDGE_QUESTION,
+    "nothing-added": JUDGE_QUESTION,
+    "answer-nothing-added": "Question: {question}\nAnswer: {sentence}\nIs this answer true according to passage [1], word for word "
+                            "in meaning, with nothing added? Reply yes or no.",
+    "answers-question": "Question: {question}\nDoes passage [1] answer this question? Reply yes or no.",
+    "correct-answer": "Question: {question}\nAnswer: {sentence}\nDoes passage [1] show that this answer to the question is correct? "
+                      "Reply yes or no.",
 }
+# Two checks that must both pass: the lower of their P(yes) is the score.
+COMBINED = [("nothing-added", "answers-question"), ("answer-nothing-added", "correct-answer")]
 
 
-def support_messages(question: str, quote: str, sentence: str, prompt: str = "answer-nothing-added") -> list[ChatMessage]:
+def support_messages(question: str, quote: str, sentence: str, prompt: str = "nothing-added") -> list[ChatMessage]:
     """Same opening as the answer prompt (system prompt, "Passages:"), so its cached KV prefix serves both."""
     return judge_messages(SYSTEM_PROMPT, question, [quote], sentence, PROMPTS[prompt])
 
@@ -60,11 +65,17 @@ def labelled(engine, path: Path) -> int:  # noqa: ANN001
     pairs = [p.model_dump() for p in load_pairs(path)]
     positives = sum(p["supported"] for p in pairs)
     print(f"{len(pairs)} labelled pairs ({positives} supported, {len(pairs) - positives} not), {path}")
-    for prompt in PROMPTS:
-        scores = [(engine.llm.yes_probability(support_messages(p["question"], p["quote"], p["sentence"], prompt)), p["supported"])
-                  for p in pairs]
+    by_prompt = {prompt: [engine.llm.yes_probability(support_messages(p["question"], p["quote"], p["sentence"], prompt)) for p in pairs]
+                 for prompt in PROMPTS}
+    for a, b in COMBINED:
+        by_prompt[f"min({a}, {b})"] = [min(x, y) for x, y in zip(by_prompt[a], by_prompt[b])]
+    by_prompt["pipeline: nothing-added x word coverage"] = [
+        y * word_coverage(p["sentence"], [p["quote"]], p["question"]) for y, p in zip(by_prompt["nothing-added"], pairs)]
+    labels = [p["supported"] for p in pairs]
+    for prompt, values in by_prompt.items():
+        scores = list(zip(values, labels))
         print(f"prompt {prompt!r}: AUC supported vs not {auc([s for s, l in scores if l], [s for s, l in scores if not l]):.3f}")
-        for threshold in (0.5, 0.6, 0.7, 0.8):
+        for threshold in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95):
             kept = [label for score, label in scores if score >= threshold]
             precision = sum(kept) / len(kept) if kept else float("nan")
             print(f"  threshold {threshold}: precision {precision:.3f}  recall {sum(kept) / positives:.3f}  "

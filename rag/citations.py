@@ -147,7 +147,9 @@ Embed = Callable[[list[str]], np.ndarray]
 
 
 def passage_sentences(passages: Sequence[Passage]) -> list[PassageSentence]:
-    return [PassageSentence(p, s, e) for p in passages for s, e in split_sentences(p.text)]
+    """The sentences an answer may cite. Questions are left out: an FAQ's "Can I ship it without
+    paying royalties?" shares every word of "You must pay royalties" yet states nothing."""
+    return [PassageSentence(p, s, e) for p in passages for s, e in split_sentences(p.text) if not p.text[s:e].rstrip().endswith("?")]
 
 
 def attribute(

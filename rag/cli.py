@@ -281,6 +281,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report["testset"] = str(path)
     baseline = json.loads(args.compare.read_text(encoding="utf-8")) if args.compare else None
     print(summary_table(report, baseline, METRICS))
+    _print_support(report)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -297,6 +298,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return 1
         print(f"Gate passed ({settings.eval.thresholds}).")
     return 0
+
+
+def _print_support(report: dict) -> None:
+    """Which check backed the ✅, the answers it was checked on, and any wrong answer it let through."""
+    summary = report["summary"]
+    shown = [c["id"] for c in report["cases"] if not c["refused"] and not c.get("error")]
+    print(f"Support check: {summary.get('support_check', '?')}")
+    print(f"Wrong answers shown with every sentence ✅: {summary['wrong_but_verified']} of {len(shown)} shown answers"
+          + (f" ({', '.join(summary['wrong_but_verified_ids'])})" if summary["wrong_but_verified_ids"] else ""))
+    if "verifier_pairs" in summary:
+        print(f"Verifier on {summary['verifier_pairs']} labelled pairs: precision {summary['verifier_precision']}, "
+              f"recall {summary['verifier_recall']}; misjudged: {len(summary['verifier_misjudged'])}")
 
 
 def summary_table(report: dict, baseline: dict | None, metrics: list) -> str:

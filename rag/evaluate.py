@@ -272,24 +272,26 @@ def evaluate(
 ) -> dict:
     """Run the test set through the same `ask` the CLI and the app use."""
     from rag.answer import ask
+    from rag.verify import load_pairs
 
+    path = engine.settings.eval.support_pairs
+    pairs = load_pairs(path) if path is not None else []  # read first: a bad file stops the run before it starts
     report = run_cases(cases, lambda case: ask(engine, case.question, case.history), engine.embed, progress, judge)
     report["pipeline"] = {"name": "rag", "backend": engine.backend.model_dump()}
-    report["summary"].update(verifier_metrics(engine))
+    report["summary"].update(verifier_metrics(engine, pairs))
     return report
 
 
-def verifier_metrics(engine) -> dict:  # noqa: ANN001
-    """Precision and recall of the support check on the labelled pairs (eval.support_pairs), when it is the LLM's."""
+def verifier_metrics(engine, pairs: Sequence) -> dict:  # noqa: ANN001
+    """Precision and recall of the support check on labelled pairs (eval.support_pairs), when it is the LLM's."""
     from rag.answer import SYSTEM_PROMPT
-    from rag.verify import load_pairs, score_pairs
+    from rag.verify import score_pairs
 
     judge_fn, note = engine.support_judge
-    path = engine.settings.eval.support_pairs
-    if judge_fn is None or path is None:
+    if judge_fn is None or not pairs:
         return {"support_check": note}
     with engine.generation_lock:
-        scored = score_pairs(judge_fn, load_pairs(path), engine.settings.answer.support_threshold, SYSTEM_PROMPT)
+        scored = score_pairs(judge_fn, pairs, engine.settings.answer.support_threshold, SYSTEM_PROMPT)
     return {"support_check": note, **scored}
 
 

@@ -79,7 +79,10 @@ class AnswerSettings(_Group):
         "auto", description="auto: the LLM judges whether each quote states its sentence (yes/no log-probabilities), "
         "where the backend gives them; lexical: shared words and names only."
     )
-    support_threshold: float = Field(0.7, ge=0, le=1, description="Least P(yes) of the entailment check for a sentence to be shown as supported.")
+    support_threshold: float = Field(
+        0.68, ge=0, le=1, description="Least support (the LLM's P(yes) times the share of the sentence's words its quotes hold) "
+        "for a sentence to be shown ✅. Chosen on eval/support_pairs.yaml by bench/verifier.py."
+    )
 
 
 LLMBackend = Literal["embedded", "openai", "openai-compatible", "ollama", "mock"]

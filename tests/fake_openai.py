@@ -66,7 +66,7 @@ class FakeOpenAI:
             def _completion(self, request: dict) -> None:
                 """A one-token yes/no judgement (with top log-probabilities when asked and `server.logprobs`)."""
                 server.judged += 1
-                judged = request["messages"][-1]["content"].rsplit("Answer:", 1)[-1].split("\n")[0].lower()
+                judged = request["messages"][-1]["content"].rsplit("Statement:", 1)[-1].split("\n")[0].lower()
                 yes = -3.0 if any(word in judged for word in server.doubted) else server.yes_logprob
                 choice = {"index": 0, "message": {"role": "assistant", "content": "yes"}, "finish_reason": "length"}
                 if request.get("logprobs") and server.logprobs:

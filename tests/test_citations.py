@@ -104,3 +104,9 @@ def test_a_sentence_that_failed_its_support_check_has_no_verified_citation(embed
     result = attribute("Some 30,000 lives were claimed.", "How many died?", [_passage(1, raw, start=0)], embed)
     [citation] = make_citations(result.sentences, [False], lambda name: (raw, cleaned))
     assert citation.start == 0 and not citation.verified
+
+
+def test_a_question_in_a_passage_is_never_cited_as_support(embed):
+    faq = "Can I use it in my commercial product without paying royalties? Yes. It is in the public domain."
+    result = attribute("You must pay royalties to use it in a commercial product.", "Do I pay royalties?", [_passage(1, faq)], embed)
+    assert all(not ps.text.endswith("?") for s in result.sentences for ps, _ in s.support)

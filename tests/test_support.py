@@ -5,8 +5,6 @@ here; the real model in test_llm.py); backends without log-probabilities get the
 check, and every answer and `rag doctor` say which one it got.
 """
 
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -16,6 +14,7 @@ from rag.cli import main
 from rag.engine import build_engine
 from rag.evaluate import Case, score, verifier_metrics
 from rag.schema import Turn
+from rag.verify import load_pairs, word_coverage
 
 MEET = "Who will meet in Moscow next week, according to Putin?"
 # Shares the quote's words and names, but adds a fact the passages do not state: only a judge that reads meaning catches it.
@@ -36,7 +35,7 @@ def judge_doubting(*words: str):
     calls = []
 
     def judge(messages) -> float:
-        sentence = messages[-1].content.rsplit("Answer:", 1)[-1].split("\n")[0].lower()
+        sentence = messages[-1].content.rsplit("Statement:", 1)[-1].split("\n")[0].lower()
         calls.append(sentence)
         return 0.1 if any(w in sentence for w in words) else 0.95
 
@@ -79,14 +78,11 @@ def test_the_lexical_check_is_named_when_there_is_no_judge(mock_engine):
     assert answer.sentences[0].supported and answer.sentences[0].support is None
 
 
-def test_a_follow_up_is_judged_against_its_standalone_question(make_settings, embedder):
-    judge = judge_doubting()
-    seen = []
-    engine = engine_with(make_settings, embedder, lambda m: seen.append(m[-1].content) or judge(m))
-    answer = ask(engine, "And who will meet there next week?", [
-        Turn(role="user", content="What did Putin announce in Moscow?"), Turn(role="assistant", content="A meeting.")])
-    assert answer.standalone_question and seen
-    assert f"Question: {answer.standalone_question}" in seen[0]
+def test_words_the_standalone_question_supplies_need_no_quote():
+    quote = ["They will meet next week to resolve a number of outstanding issues."]
+    sentence = "The deputy prime ministers will meet next week in Moscow."
+    assert word_coverage(sentence, quote, "Who will meet in Moscow next week?") > word_coverage(sentence, quote, "Who will meet?")
+    assert word_coverage(sentence, quote, "Who are the deputy prime ministers meeting in Moscow?") == 1.0
 
 
 def test_an_openai_compatible_server_judges_with_its_log_probabilities(fake_env, embedder):
@@ -146,10 +142,9 @@ def test_eval_counts_wrong_answers_shown_all_green_and_scores_the_verifier(make_
     right = Case(id="r", question=MEET, reference_answer="x", expected_keywords=["deputy prime minister"])
     assert not score(right, answer, None).wrong_but_verified
     pairs = tmp_path / "pairs.yaml"
-    rows = [{"question": "q", "sentence": s, "quote": "x", "supported": ok}
+    rows = [{"question": "q", "sentence": s, "quote": s, "supported": ok}
             for s, ok in [("Meeting next week.", True), ("A treaty and a meeting.", True), ("A peace treaty.", False)]]
     pairs.write_text(yaml.safe_dump(rows), encoding="utf-8")
-    engine.settings.eval.support_pairs = Path(pairs)
-    metrics = verifier_metrics(engine)
+    metrics = verifier_metrics(engine, load_pairs(pairs))
     assert metrics["verifier_precision"] == 1.0 and metrics["verifier_recall"] == 0.5
     assert [m["sentence"] for m in metrics["verifier_misjudged"]] == ["A treaty and a meeting."]
