@@ -27,6 +27,8 @@ from rag.citations import (
     is_refusal,
     make_citations,
     strip_markers,
+    whole_sentence,
+    SourceReader,
 )
 from rag.backends import explain_error
 from rag.engine import Engine
@@ -184,12 +186,12 @@ class AnswerStream:
         if not verdict.grounded:
             self.timings.cite_s = round(time.perf_counter() - t0, 3)
             return self._refusal(question, passages, REFUSAL, verdict.reason or "", draft)
-        self.checks = self._check(question, attribution)
+        reader = cached_source_reader(self.engine.settings.corpus.path)
+        self.checks = self._check(question, attribution, reader)
         self.timings.cite_s = round(time.perf_counter() - t0, 3)
         if not any(c.supported for c in self.checks):
             why = "; ".join(dict.fromkeys(c.reason for c in self.checks if c.reason))
             return self._refusal(question, passages, REFUSAL, f"the passages do not state what the draft says ({why})", draft)
-        reader = cached_source_reader(self.engine.settings.corpus.path)
         citations = make_citations(attribution.sentences, [c.supported for c in self.checks], reader)
         kept = {c.n for c in citations}
         self.dropped = sorted({n for n in self.model_markers if n not in kept})
@@ -203,17 +205,18 @@ class AnswerStream:
             draft=draft if draft.strip() != text else None,
         )
 
-    def _check(self, question: str, attribution: Attribution) -> list[SentenceCheck]:
-        """Each sentence's support state, by the engine's judge (the LLM's yes/no) or the lexical check."""
+    def _check(self, question: str, attribution: Attribution, reader: SourceReader) -> list[SentenceCheck]:
+        """Each sentence's support state, by the engine's judge (the LLM's yes/no) on the quotes' whole sentences, or the lexical check."""
         judge_fn, self.support_check = self.engine.support_judge
         t0 = time.perf_counter()
         cfg = self.engine.settings.answer
         try:
             with self.engine.generation_lock if judge_fn is not None else contextlib.nullcontext():
-                checks = _call(lambda: check_sentences(attribution.sentences, question, judge_fn, cfg.support_threshold, SYSTEM_PROMPT), self._where)
+                checks = _call(lambda: check_sentences(attribution.sentences, question, judge_fn, cfg.support_threshold, SYSTEM_PROMPT,
+                                                       read=lambda ps: whole_sentence(ps, reader)), self._where)
         except NoLogprobs as exc:
             self.engine.fall_back_to_lexical(str(exc))
-            return self._check(question, attribution)
+            return self._check(question, attribution, reader)
         self.timings.verify_s = round(time.perf_counter() - t0, 3)
         return checks
 

@@ -284,20 +284,47 @@ def make_citations(sentences: Sequence[SentenceSupport], supported: Sequence[boo
     return citations
 
 
+def _quote_offset(ps: PassageSentence, cleaned: CleanText) -> int | None:
+    """Where the quote starts in the cleaned document (searched again if the file changed since indexing)."""
+    if ps.passage.start is None or not ps.text:
+        return None
+    offset = ps.passage.start + ps.passage.text.index(ps.text, ps.start)
+    if cleaned.text[offset : offset + len(ps.text)] != ps.text:
+        offset = cleaned.text.find(ps.text)
+    return offset if offset >= 0 else None
+
+
 def locate_quote(ps: PassageSentence, read_source: SourceReader) -> tuple[int | None, int | None, bool]:
     """The quote's span in the source file, and whether the file (as it is now) holds it there."""
     source = read_source(ps.passage.source)
-    if source is None or ps.passage.start is None or not ps.text:
+    offset = _quote_offset(ps, source[1]) if source is not None else None
+    if source is None or offset is None:
         return None, None, False
     _, cleaned = source
-    quote = ps.text
-    offset = ps.passage.start + ps.passage.text.index(quote, ps.start)
-    if cleaned.text[offset : offset + len(quote)] != quote:
-        offset = cleaned.text.find(quote)  # the file changed since indexing: look for the quote again
-        if offset < 0:
-            return None, None, False
-    start, end = cleaned.offsets.span(offset, offset + len(quote))
-    return start, end, cleaned.offsets.to_clean(start, end) == (offset, offset + len(quote))
+    start, end = cleaned.offsets.span(offset, offset + len(ps.text))
+    return start, end, cleaned.offsets.to_clean(start, end) == (offset, offset + len(ps.text))
+
+
+def whole_sentence(ps: PassageSentence, read_source: SourceReader, window: int = 600) -> str:
+    """The quote completed to the document's whole sentence(s) it belongs to.
+
+    Chunks are 64 tokens, so a quote is often a sentence cut at a chunk edge ("is off by default
+    and so if the application does nothing to turn it on,"): it cannot state what the whole
+    sentence does. The support check reads the whole sentence, found in the cleaned document
+    around the quote; the quote itself when the file cannot be read.
+    """
+    source = read_source(ps.passage.source)
+    offset = _quote_offset(ps, source[1]) if source is not None else None
+    if source is None or offset is None:
+        return ps.text
+    text = source[1].text
+    lo = max(0, offset - window)
+    around = text[lo : offset + len(ps.text) + window]
+    spans = [(lo + a, lo + b) for a, b in split_sentences(around) if lo + b > offset and lo + a < offset + len(ps.text)]
+    if not spans:
+        return ps.text
+    whole = text[spans[0][0] : spans[-1][1]].strip()
+    return whole if len(whole) <= len(ps.text) + window else ps.text
 
 
 def cached_source_reader(folder: Path) -> SourceReader:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from rag.citations import SentenceSupport, content_terms, facts_of
+from rag.citations import PassageSentence, SentenceSupport, content_terms, facts_of
 from rag.grounding import facts_outside_citations
 from rag.schema import SentenceCheck
 
@@ -113,14 +113,14 @@ def word_coverage(sentence: str, quotes: Sequence[str], question: str) -> float:
 
 def check_sentences(
     sentences: Sequence[SentenceSupport], question: str, judge: Judge | None, threshold: float, system_prompt: str,
-    min_coverage: float = 0.5,
+    min_coverage: float = 0.5, read: Callable[[PassageSentence], str] = lambda ps: ps.text,
 ) -> list[SentenceCheck]:
     """Each answer sentence's state. Cheap lexical filters first (no quote, or a name or number
     found in no passage: not supported, no model call); then the judge, or the lexical coverage
-    when there is no judge."""
+    when there is no judge. `read` gives the text the judge reads for a quote (its whole sentence)."""
     checks = []
     for item in sentences:
-        quotes = list(dict.fromkeys(ps.text for ps, _ in item.support))
+        quotes = list(dict.fromkeys(read(ps) for ps, _ in item.support))
         check = SentenceCheck(text=item.sentence, supported=False, citations=sorted({ps.passage.n for ps, _ in item.support}), quotes=quotes)
         if not item.support:
             check.reason = "no passage sentence matches it"

@@ -110,3 +110,15 @@ def test_a_question_in_a_passage_is_never_cited_as_support(embed):
     faq = "Can I use it in my commercial product without paying royalties? Yes. It is in the public domain."
     result = attribute("You must pay royalties to use it in a commercial product.", "Do I pay royalties?", [_passage(1, faq)], embed)
     assert all(not ps.text.endswith("?") for s in result.sentences for ps, _ in s.support)
+
+
+def test_a_quote_cut_at_a_chunk_edge_is_read_as_its_whole_sentence():
+    from rag.citations import PassageSentence, whole_sentence
+
+    doc = "Intro.\nActually, SQLite will easily do 50,000 INSERT statements per second on an average desktop computer. Next one."
+    cleaned = clean_markup(doc)
+    start = cleaned.text.index("Actually")
+    chunk = cleaned.text[start : start + 60]  # the chunk ends mid-sentence
+    ps = PassageSentence(_passage(1, chunk, start=start), 0, len(chunk))
+    assert whole_sentence(ps, lambda name: (doc, cleaned)).endswith("on an average desktop computer.")
+    assert whole_sentence(ps, lambda name: None) == chunk  # the file is gone: the quote as it is
