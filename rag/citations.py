@@ -305,6 +305,16 @@ def locate_quote(ps: PassageSentence, read_source: SourceReader) -> tuple[int | 
     return start, end, cleaned.offsets.to_clean(start, end) == (offset, offset + len(ps.text))
 
 
+def _prose_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans within paragraphs (blank-line separated): HTML source wraps a sentence over lines."""
+    from llama_index.core.utils import globals_helper
+
+    spans = []
+    for para in re.finditer(r"\S(?:.|\n(?![ \t]*\n))*", text):
+        spans += [(para.start() + a, para.start() + b) for a, b in globals_helper.punkt_tokenizer.span_tokenize(para.group(0))]
+    return spans
+
+
 def whole_sentence(ps: PassageSentence, read_source: SourceReader, window: int = 600) -> str:
     """The quote completed to the document's whole sentence(s) it belongs to.
 
@@ -320,7 +330,7 @@ def whole_sentence(ps: PassageSentence, read_source: SourceReader, window: int =
     text = source[1].text
     lo = max(0, offset - window)
     around = text[lo : offset + len(ps.text) + window]
-    spans = [(lo + a, lo + b) for a, b in split_sentences(around) if lo + b > offset and lo + a < offset + len(ps.text)]
+    spans = [(lo + a, lo + b) for a, b in _prose_sentences(around) if lo + b > offset and lo + a < offset + len(ps.text)]
     if not spans:
         return ps.text
     whole = text[spans[0][0] : spans[-1][1]].strip()

@@ -120,7 +120,7 @@ def check_sentences(
     when there is no judge. `read` gives the text the judge reads for a quote (its whole sentence)."""
     checks = []
     for item in sentences:
-        quotes = list(dict.fromkeys(read(ps) for ps, _ in item.support))
+        quotes = list(dict.fromkeys(" ".join(read(ps).split()) for ps, _ in item.support))
         check = SentenceCheck(text=item.sentence, supported=False, citations=sorted({ps.passage.n for ps, _ in item.support}), quotes=quotes)
         if not item.support:
             check.reason = "no passage sentence matches it"

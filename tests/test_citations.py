@@ -122,3 +122,14 @@ def test_a_quote_cut_at_a_chunk_edge_is_read_as_its_whole_sentence():
     ps = PassageSentence(_passage(1, chunk, start=start), 0, len(chunk))
     assert whole_sentence(ps, lambda name: (doc, cleaned)).endswith("on an average desktop computer.")
     assert whole_sentence(ps, lambda name: None) == chunk  # the file is gone: the quote as it is
+
+
+def test_a_sentence_wrapped_over_lines_in_the_file_is_read_whole():
+    from rag.citations import PassageSentence, whole_sentence
+
+    doc = "<p>Actually, SQLite will easily do 50,000 or more INSERT statements per second\n  on an average desktop computer.</p>"
+    cleaned = clean_markup(doc, html_file=True)
+    start = cleaned.text.index("Actually")
+    chunk = cleaned.text[start : cleaned.text.index("second") + 6]
+    ps = PassageSentence(_passage(1, chunk, start=start), 0, len(chunk))
+    assert " ".join(whole_sentence(ps, lambda name: (doc, cleaned)).split()).endswith("per second on an average desktop computer.")
