@@ -46,14 +46,24 @@ def test_follow_up_uses_the_history(real_engine):
 
 
 def test_the_model_judges_support_by_its_yes_probability(real_engine):
-    """Groundwork for entailment checks (bench/verifier.py): P(yes) is high for a quote that states the claim."""
-    from llama_index.core.base.llms.types import ChatMessage, MessageRole
+    """The support check the answers use: a quote that states the sentence passes, one that adds a fact does not."""
+    from rag.answer import SYSTEM_PROMPT
+    from rag.verify import support_messages, word_coverage
 
-    def p_yes(quote: str, claim: str) -> float:
-        user = f"Passages:\n[1] {quote}\n\nDoes passage [1] state that {claim} Reply yes or no."
-        return real_engine.llm.yes_probability([ChatMessage(role=MessageRole.USER, content=user)])
+    def support(quote: str, sentence: str) -> float:
+        question = "Who will meet next week?"
+        p_yes = real_engine.llm.yes_probability(support_messages(SYSTEM_PROMPT, question, [quote], sentence))
+        return p_yes * word_coverage(sentence, [quote], question)
 
     quote = "The Russian leader also announced that next week, deputy prime ministers of Russia, Azerbaijan and Armenia will meet."
-    stated = p_yes(quote, "deputy prime ministers of the three countries will meet next week?")
-    unrelated = p_yes(quote, "the conflict claimed some 30,000 lives?")
-    assert 0.0 <= unrelated < 0.5 < stated <= 1.0, (stated, unrelated)
+    threshold = real_engine.settings.answer.support_threshold
+    stated = support(quote, "Deputy prime ministers of Russia, Azerbaijan and Armenia will meet next week.")
+    unrelated = support(quote, "The conflict claimed some 30,000 lives.")
+    assert unrelated < threshold <= stated, (stated, unrelated)
+
+
+def test_real_answers_carry_support_states(real_engine):
+    answer = ask(real_engine, "Who will meet in Moscow next week, according to Putin?")
+    assert not answer.refused and answer.support_check.startswith("entailment")
+    assert answer.sentences and all(c.support is not None for c in answer.sentences if c.quotes)
+    assert any(c.supported for c in answer.sentences) and answer.timings.verify_s > 0
