@@ -307,6 +307,8 @@ def _print_support(report: dict) -> None:
     print(f"Support check: {summary.get('support_check', '?')}")
     print(f"Wrong answers shown with every sentence ✅: {summary['wrong_but_verified']} of {len(shown)} shown answers"
           + (f" ({', '.join(summary['wrong_but_verified_ids'])})" if summary["wrong_but_verified_ids"] else ""))
+    if "support_pairs" in summary:
+        print(f"Labelled support pairs: {summary['support_pairs']}")
     if "verifier_pairs" in summary:
         print(f"Verifier on {summary['verifier_pairs']} labelled pairs: precision {summary['verifier_precision']}, "
               f"recall {summary['verifier_recall']}; misjudged: {len(summary['verifier_misjudged'])}")

@@ -275,10 +275,14 @@ def evaluate(
     from rag.verify import load_pairs
 
     path = engine.settings.eval.support_pairs
-    pairs = load_pairs(path) if path is not None else []  # read first: a bad file stops the run before it starts
+    # Read first: a malformed file stops the run before it starts. A missing one (another working
+    # folder) only leaves the verifier unmeasured, and the summary says so.
+    pairs = load_pairs(path) if path is not None and path.exists() else []
     report = run_cases(cases, lambda case: ask(engine, case.question, case.history), engine.embed, progress, judge)
     report["pipeline"] = {"name": "rag", "backend": engine.backend.model_dump()}
     report["summary"].update(verifier_metrics(engine, pairs))
+    if path is not None and not path.exists():
+        report["summary"]["support_pairs"] = f"{path} not found: the verifier's precision and recall were not measured"
     return report
 
 
