@@ -52,7 +52,7 @@ class PromptRecorder(BaseEventHandler):
 def starter_answer_fn(engine: Engine):  # noqa: ANN201
     """Answer cases with the starter query engine (same LLM and embedder as `engine`)."""
     get_dispatcher().add_event_handler(PromptRecorder())
-    documents = SimpleDirectoryReader(str(engine.settings.corpus.path), filename_as_id=True).load_data()
+    documents = SimpleDirectoryReader(str(engine.settings.corpus.path), filename_as_id=True, exclude_hidden=False).load_data()
     index = VectorStoreIndex.from_documents(documents, embed_model=engine.embed_model)
     query_engine = index.as_query_engine(llm=engine.llm, streaming=True)
     backend = Backend(llm=engine.backend.llm + " (starter)", embedding=engine.backend.embedding)
