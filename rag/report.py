@@ -128,7 +128,7 @@ def _sentences(case: dict) -> str:
     items = []
     for c in case["sentences"]:
         mark = "✅" if c.get("supported") else "⚠️"
-        support = f" <span class=muted>P(yes) {c['support']:.2f}</span>" if c.get("support") is not None else ""
+        support = f" <span class=muted>support {c['support']:.2f}</span>" if c.get("support") is not None else ""
         why = f" <span class=muted>— {html.escape(c['reason'])}</span>" if c.get("reason") else ""
         cites = "".join(f"[{n}]" for n in c.get("citations", []))
         quotes = "".join(f"<div class=quote>{cites} “{html.escape(q)}”</div>" for q in c.get("quotes", []))

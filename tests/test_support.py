@@ -148,3 +148,14 @@ def test_eval_counts_wrong_answers_shown_all_green_and_scores_the_verifier(make_
     metrics = verifier_metrics(engine, load_pairs(pairs))
     assert metrics["verifier_precision"] == 1.0 and metrics["verifier_recall"] == 0.5
     assert [m["sentence"] for m in metrics["verifier_misjudged"]] == ["A treaty and a meeting."]
+
+
+def test_the_html_report_shows_each_sentence_state_with_its_quote(make_settings, embedder):
+    from rag.evaluate import run_cases
+    from rag.report import render_html
+
+    engine = engine_with(make_settings, embedder, judge_doubting("treaty"), TwoSentences())
+    case = Case(id="meet", question=MEET, reference_answer="x", expected_keywords=["Lavrov"])
+    page = render_html(run_cases([case], lambda c: ask(engine, c.question), engine.embed))
+    assert "✅ The Russian leader" in page and "⚠️ The deputy prime ministers" in page and "support 0.95" in page
+    assert "the quotes do not state it" in page and "deputy prime ministers of Russia" in page.split("⚠️")[1]
