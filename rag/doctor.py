@@ -94,9 +94,7 @@ def _support_check(llm, settings: Settings) -> str:  # noqa: ANN001
     from rag.answer import SYSTEM_PROMPT
     from rag.verify import LEXICAL_NOTE, NoLogprobs, build_judge, support_messages
 
-    if settings.answer.support_check == "lexical":
-        return f"{LEXICAL_NOTE} (answer.support_check = lexical)"
-    judge, note = build_judge(llm)
+    judge, note = build_judge(llm, settings.answer.support_check)
     if judge is None:
         return note
     question, quote, sentence = _PROBE

@@ -46,12 +46,11 @@ class Engine:
     def support_judge(self) -> tuple[Judge | None, str]:
         """The entailment judge of answer sentences (None: lexical check) and a note naming it."""
         if self._judge is None:
-            if self.settings.answer.support_check == "lexical":
-                self._judge = None, f"{LEXICAL_NOTE} (answer.support_check = lexical)"
-            elif self.judge_override is not None:
+            check = self.settings.answer.support_check
+            if self.judge_override is not None and check != "lexical":
                 self._judge = self.judge_override, "entailment: the judge given to the engine"
             else:
-                self._judge = build_judge(self.llm)
+                self._judge = build_judge(self.llm, check)
         return self._judge
 
     def fall_back_to_lexical(self, why: str) -> None:

@@ -91,12 +91,16 @@ class OpenAIJudge:
         return share
 
 
-def build_judge(llm: Any) -> tuple[Judge | None, str]:
-    """The support judge for this LLM and a note naming the check answers will get."""
+def build_judge(llm: Any, check: str = "auto") -> tuple[Judge | None, str]:
+    """The support judge for this LLM and a note naming the check answers will get.
+
+    `check` is `answer.support_check`: "lexical" forces the lexical check."""
     from llama_index.llms.openai import OpenAI
 
     from rag.worker import LocalModel
 
+    if check == "lexical":
+        return None, f"{LEXICAL_NOTE} (answer.support_check = lexical)"
     if isinstance(llm, LocalModel):
         return llm.yes_probability, "entailment: the model's yes/no log-probabilities"
     if isinstance(llm, OpenAI):  # OpenAILike is a subclass
