@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -51,11 +51,32 @@ def _client(settings: Settings) -> Any:
                 f"Cannot reach the Chroma server at http://{cfg.host}:{cfg.port} ({exc}). Start it with "
                 f"`chroma run --host {cfg.host} --port {cfg.port} --path DIR`, or set chroma.mode = \"embedded\"."
             ) from exc
+    _forget_deleted_index(cfg.path)
     cfg.path.mkdir(parents=True, exist_ok=True)
     try:
         return chromadb.PersistentClient(path=str(cfg.path), settings=client_settings)
     except Exception as exc:  # a damaged sqlite file raises chromadb's internal errors
         raise IndexStateError(f"The index at {cfg.path} cannot be opened ({exc}). Rebuild it with `rag ingest --rebuild`.") from exc
+
+
+def _forget_deleted_index(path: Path) -> None:
+    """Drop Chroma's cached client for `path` when its database file is gone (the folder was deleted).
+
+    Chroma keeps one client per folder for the life of the process, and that client goes on
+    reading the deleted file through its open handles, or opens a new empty one that has no
+    tables ("no such table: embeddings"). Chroma has no public call to forget one folder's
+    client (`clear_system_cache` forgets every folder's, breaking other live clients).
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    if (path / "chroma.sqlite3").exists():
+        return
+    key = str(path)
+    system = SharedSystemClient._identifier_to_system.pop(key, None)  # noqa: SLF001
+    SharedSystemClient._identifier_to_refcount.pop(key, None)  # noqa: SLF001
+    if system is not None:
+        with suppress(Exception):  # stopping a client whose files are gone may fail; it is discarded either way
+            system.stop()
 
 
 def _fingerprint(settings: Settings, embed_label: str) -> dict[str, str]:

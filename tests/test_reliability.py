@@ -2,6 +2,7 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -119,6 +120,9 @@ def test_missing_index_folder_is_rebuilt_by_the_next_ask(mock_env, monkeypatch, 
     shutil.rmtree(tmp_path / "index")
     assert main(["ask", "Who will meet in Moscow next week?", "--json"]) == 0
     assert not json.loads(capsys.readouterr().out)["refused"]
+    # Answered from a new index on disk, not from the deleted one that Chroma's cached client still had open.
+    with sqlite3.connect(tmp_path / "index" / "chroma.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] > 0
 
 
 def _env(tmp_path, corpus) -> dict:
