@@ -10,14 +10,20 @@ test-set answer that the pipeline shows with citations it prints:
   the separation (AUC) of cited-and-correct pairs from swapped pairs, and the time per check.
 With --pairs, it scores a hand-labelled set instead (eval/support_pairs.yaml: pairs from such a
 run, labelled supported or not) and prints precision and recall of "supported" by threshold.
+With --answers, it reads a `rag eval --json-out` report and asks, once per shown answer, whether
+its quotes answer the question (an answer-level check, on top of the per-sentence one): it prints
+how each question-aware wording separates the answers the eval passed from those it failed.
 
     .venv/bin/python bench/verifier.py [--limit N]
     .venv/bin/python bench/verifier.py --pairs eval/support_pairs.yaml
+    .venv/bin/python bench/verifier.py --answers test-artifacts/eval-seeds.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import sys
 import time
@@ -83,16 +89,49 @@ def labelled(engine, path: Path) -> int:  # noqa: ANN001
     return 0
 
 
+# Question-aware wordings for --answers: does the answer's whole set of quotes answer the question?
+ANSWER_PROMPTS = ("answers-question", "correct-answer", "answer-nothing-added")
+
+
+def answer_level(engine, path: Path) -> int:  # noqa: ANN001
+    """AUC and keep/reject counts of an answer-level judge over the answers an eval report shows."""
+    rows = []
+    for case in json.loads(path.read_text(encoding="utf-8"))["cases"]:
+        if case["refused"] or case["error"]:
+            continue
+        quotes = list(dict.fromkeys(q for s in case["sentences"] for q in s["quotes"]))
+        answer = re.sub(r"\s*\[\d+\]", "", case["answer"])
+        question = case["standalone_question"] or case["question"]
+        scores = {name: engine.llm.yes_probability(judge_messages(SYSTEM_PROMPT, question, quotes, answer, PROMPTS[name]))
+                  for name in ANSWER_PROMPTS}
+        rows.append((bool(case["passed"]), scores))
+        print(f"  {case['id']:<32} {'passed' if case['passed'] else 'FAILED'} "
+              + " ".join(f"{n} {v:.3f}" for n, v in scores.items()), file=sys.stderr, flush=True)
+    good = sum(passed for passed, _ in rows)
+    print(f"{len(rows)} shown answers in {path} ({good} passed, {len(rows) - good} failed)")
+    for name in ANSWER_PROMPTS:
+        passed = [s[name] for ok, s in rows if ok]
+        failed = [s[name] for ok, s in rows if not ok]
+        print(f"prompt {name!r}: AUC passed vs failed {auc(passed, failed):.3f}")
+        for threshold in (0.5, 0.6, 0.7, 0.8):
+            print(f"  threshold {threshold}: keeps {sum(v >= threshold for v in passed)} of {len(passed)} passed, "
+                  f"rejects {sum(v < threshold for v in failed)} of {len(failed)} failed")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--pairs", type=Path, help="hand-labelled pairs (YAML): score these instead of a test-set run")
+    parser.add_argument("--answers", type=Path, help="a `rag eval --json-out` report: try an answer-level check on its shown answers")
     args = parser.parse_args()
     settings = load_settings()
     engine = build_engine(settings)
     warm_up(engine)
     if args.pairs:
         return labelled(engine, args.pairs)
+    if args.answers:
+        return answer_level(engine, args.answers)
     cases = load_testset(settings.eval.testset)
     cases = cases[: args.limit] if args.limit else cases
     rows: list[tuple[str, bool, str, str, str]] = []  # case id, correct, question, sentence, quote

@@ -17,6 +17,7 @@ Backends that give no token log-probabilities (Ollama's API, the mock, a server 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -40,6 +41,19 @@ JUDGE_QUESTION = (
 Judge = Callable[[list[ChatMessage]], float]
 
 LEXICAL_NOTE = "lexical: quotes share the sentence's words and names"
+
+
+_ANSWER_WORD = re.compile(r"^\s*(?:yes|no)\b[,.;:!]*\s*", re.IGNORECASE)
+
+
+def claim_of(sentence: str) -> str:
+    """The fact an answer sentence asserts, without the "Yes,"/"No," that answers a yes/no question.
+
+    Judged with it, "No, Russia did not provide the help." reads to the model as a reply, not a
+    statement, and scores low against a quote that states exactly that (0.27-0.41 on the three
+    yes/no cases of eval/testset.yaml)."""
+    rest = _ANSWER_WORD.sub("", sentence, count=1)
+    return rest[:1].upper() + rest[1:] if rest.strip() else sentence
 
 
 def support_messages(
@@ -131,8 +145,9 @@ def check_sentences(
         elif item.unsupported_facts:
             check.reason = f"{', '.join(sorted(item.unsupported_facts))} found in no passage"
         elif judge is not None:
-            p_yes = judge(support_messages(system_prompt, question, quotes, item.sentence))
-            check.support = round(p_yes * word_coverage(item.sentence, quotes, question), 3)
+            claim = claim_of(item.sentence)
+            p_yes = judge(support_messages(system_prompt, question, quotes, claim))
+            check.support = round(p_yes * word_coverage(claim, quotes, question), 3)
             check.supported = check.support >= threshold
             check.reason = None if check.supported else f"the quotes do not state it (support {check.support:.2f})"
         elif outside := facts_outside_citations(item, question):
@@ -171,8 +186,9 @@ def load_pairs(path: Path) -> list[SupportPair]:
 
 def score_pairs(judge: Judge, pairs: Sequence[SupportPair], threshold: float, system_prompt: str) -> dict:
     """The support check's precision and recall of "supported" on labelled pairs, and the pairs it got wrong."""
-    scores = [judge(support_messages(system_prompt, p.question, [p.quote], p.sentence)) * word_coverage(p.sentence, [p.quote], p.question)
-              for p in pairs]
+    claims = [claim_of(p.sentence) for p in pairs]
+    scores = [judge(support_messages(system_prompt, p.question, [p.quote], c)) * word_coverage(c, [p.quote], p.question)
+              for p, c in zip(pairs, claims)]
     said_yes = [s >= threshold for s in scores]
     true_yes = sum(y and p.supported for y, p in zip(said_yes, pairs))
     positives = sum(p.supported for p in pairs)

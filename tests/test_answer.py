@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import SEED_A, SEED_B
-from rag.answer import ask, build_messages, stream_answer
+from rag.answer import YES_NO_HINT, ask, build_messages, stream_answer
 from rag.citations import REFUSAL
 from rag.errors import BackendError, QuestionError
 from rag.schema import Turn
@@ -90,3 +90,16 @@ def test_backend_failure_is_a_clear_error_and_the_engine_survives(mock_engine):
         ask(mock_engine, "Who will meet in Moscow next week?")
     mock_engine._llm = good
     assert not ask(mock_engine, "Who will meet in Moscow next week?").refused
+
+
+@pytest.mark.parametrize("question,hinted", [
+    ("Did Russia provide the military help Armenia demanded?", True),
+    ("  have clashes stopped?", True),
+    ("Who will meet in Moscow next week?", False),
+    ("Diddy is not in the documents: who is?", False),  # a word that only starts like "did"
+])
+def test_a_yes_no_question_asks_for_yes_or_no_after_the_question_only(question, hinted):
+    messages = build_messages(question, [])
+    assert messages[0].content == build_messages("Who?", [])[0].content  # the cached system prompt never changes
+    assert messages[1].content.endswith(YES_NO_HINT) is hinted
+    assert f"Question: {question}" in messages[1].content

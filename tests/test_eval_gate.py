@@ -26,6 +26,7 @@ def sqlite_docs() -> Path:
 
 
 @pytest.mark.llm
+@pytest.mark.timeout(2400)  # a whole test set through the real model: ~8 min on 2 cores, more on a busy machine
 @pytest.mark.parametrize("name,corpus,testset,thresholds", [
     ("seeds", lambda: ROOT / "seeds", "testset.yaml", "thresholds.toml"),
     ("sqlite", sqlite_docs, "sqlite_testset.yaml", "thresholds_sqlite.toml"),

@@ -159,3 +159,20 @@ def test_the_html_report_shows_each_sentence_state_with_its_quote(make_settings,
     page = render_html(run_cases([case], lambda c: ask(engine, c.question), engine.embed))
     assert "✅ The Russian leader" in page and "⚠️ The deputy prime ministers" in page and "support 0.95" in page
     assert "the quotes do not state it" in page and "deputy prime ministers of Russia" in page.split("⚠️")[1]
+
+
+class SaysNo(ExtractiveMockLLM):
+    """Answers as a small model answers a yes/no question: "No, " and then the fact."""
+
+    @staticmethod
+    def _answer(prompt: str) -> str:
+        first = ExtractiveMockLLM._answer(prompt)
+        return first if "Follow Up Input:" in prompt else "No, " + first[0].lower() + first[1:]
+
+
+def test_a_yes_no_answer_is_judged_on_its_fact_and_shown_with_its_no(make_settings, embedder):
+    judge = judge_doubting()
+    answer = ask(engine_with(make_settings, embedder, judge, SaysNo()), MEET)
+    assert not answer.refused and answer.answer.startswith("No, ")
+    assert answer.sentences[0].supported and answer.sentences[0].text.startswith("No, ")
+    assert judge.calls and not judge.calls[0].startswith("no")  # the judge read the statement, not the reply word
