@@ -49,9 +49,8 @@ _ANSWER_WORD = re.compile(r"^\s*(?:yes|no)\b[,.;:!]*\s*", re.IGNORECASE)
 def claim_of(sentence: str) -> str:
     """The fact an answer sentence asserts, without the "Yes,"/"No," that answers a yes/no question.
 
-    Judged with it, "No, Russia did not provide the help." reads to the model as a reply, not a
-    statement, and scores low against a quote that states exactly that (0.27-0.41 on the three
-    yes/no cases of eval/testset.yaml)."""
+    Judged with it, the sentence reads to the model as a reply, not a statement: "No, clashes
+    have continued while…" scored 0.27 against the quote that states it, 0.75 without the "No,"."""
     rest = _ANSWER_WORD.sub("", sentence, count=1)
     return rest[:1].upper() + rest[1:] if rest.strip() else sentence
 
