@@ -27,12 +27,20 @@ _MARKER_NUMS = re.compile(r"\d{1,3}")
 _TOKEN = re.compile(r"\d[\d,.]*\d|\d|[^\W\d_][\w'’-]*", re.UNICODE)
 # "1." / "2)" / "-" / "•" opening a line: list numbering states no fact.
 _LIST_MARKER = re.compile(r"^[ \t]*(?:\(?\d{1,2}[.)]|[-*•])(?:[ \t]+|$)", re.MULTILINE)
+# Phrases of a reply that found no answer. The first always mean it; the second ("not
+# mentioned", "does not include") also state facts, so they mean it only when the reply does not
+# open with the yes or no a yes/no question asks for ("No, SQLite does not include a server.").
 _REFUSAL_HINTS = re.compile(
-    r"couldn'?t find|could not find|cannot find|can'?t find|not (?:mentioned|stated|provided|specified|given|included)|"
-    r"(?:do|does) not (?:contain|mention|say|provide|specify|state|include)|no (?:information|mention)|"
+    r"couldn'?t find|could not find|cannot find|can'?t find|no (?:information|mention)|"
     r"not (?:in|within) the (?:passages|documents|text)|unable to (?:find|answer|determine)|i don'?t know",
     re.IGNORECASE,
 )
+_FACT_OR_REFUSAL = re.compile(
+    r"not (?:mentioned|stated|provided|specified|given|included)|(?:do|does) not (?:contain|mention|say|provide|specify|state|include)",
+    re.IGNORECASE,
+)
+_SOURCES = re.compile(r"\b(?:passages?|documents?|texts?|context)\b", re.IGNORECASE)
+ANSWER_WORD = re.compile(r"^\s*(?:yes|no)\b[,.;:!]*\s*", re.IGNORECASE)
 # Words that carry no fact of their own in a question or answer, beyond NLTK's stopwords.
 _GENERIC = frozenset(
     "according article articles document documents passage passages text report reports reported say says said "
@@ -109,7 +117,10 @@ def strip_markers(text: str) -> tuple[str, list[int]]:
 
 def is_refusal(text: str) -> bool:
     """The model itself said the passages lack the answer."""
-    return bool(_REFUSAL_HINTS.search(text)) or not text.strip()
+    if not text.strip() or _REFUSAL_HINTS.search(text):
+        return True
+    answers_yes_no = ANSWER_WORD.match(text) and not _SOURCES.search(text)
+    return bool(_FACT_OR_REFUSAL.search(text)) and not answers_yes_no
 
 
 @dataclass

@@ -17,7 +17,6 @@ Backends that give no token log-probabilities (Ollama's API, the mock, a server 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from rag.citations import PassageSentence, SentenceSupport, content_terms, facts_of
+from rag.citations import ANSWER_WORD, PassageSentence, SentenceSupport, content_terms, facts_of
 from rag.grounding import facts_outside_citations
 from rag.schema import SentenceCheck
 
@@ -43,15 +42,12 @@ Judge = Callable[[list[ChatMessage]], float]
 LEXICAL_NOTE = "lexical: quotes share the sentence's words and names"
 
 
-_ANSWER_WORD = re.compile(r"^\s*(?:yes|no)\b[,.;:!]*\s*", re.IGNORECASE)
-
-
 def claim_of(sentence: str) -> str:
     """The fact an answer sentence asserts, without the "Yes,"/"No," that answers a yes/no question.
 
     Judged with it, the sentence reads to the model as a reply, not a statement: "No, clashes
     have continued while…" scored 0.27 against the quote that states it, 0.75 without the "No,"."""
-    rest = _ANSWER_WORD.sub("", sentence, count=1)
+    rest = ANSWER_WORD.sub("", sentence, count=1)
     return rest[:1].upper() + rest[1:] if rest.strip() else sentence
 
 

@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given, strategies as st
 
 from rag.citations import (
@@ -50,6 +51,18 @@ def test_refusal_phrases():
     assert is_refusal("I couldn't find this in the documents.")
     assert is_refusal("The passages do not mention the population.")
     assert not is_refusal("Deputy prime ministers will meet next week.")
+
+
+@pytest.mark.parametrize("reply,refusal", [
+    ("No, SQLite does not include a separate server process.", False),  # the answer to "Does SQLite include…?"
+    ("No. The license does not say royalties are due.", False),
+    ("No, the passages do not mention the population.", True),
+    ("No information is given about the population.", True),
+    ("No, I couldn't find this in the documents.", True),
+    ("The population is not mentioned.", True),
+])
+def test_a_yes_no_answer_that_states_a_negative_fact_is_not_a_refusal(reply, refusal):
+    assert is_refusal(reply) is refusal
 
 
 def test_supported_answer_is_attributed_and_marked(embed):
