@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from rag.answer import SYSTEM_PROMPT, ask, warm_up
+from rag.citations import strip_markers
 from rag.engine import build_engine
 from rag.evaluate import keyword_found, load_testset
 from rag.settings import load_settings
@@ -100,7 +100,7 @@ def answer_level(engine, path: Path) -> int:  # noqa: ANN001
         if case["refused"] or case["error"]:
             continue
         quotes = list(dict.fromkeys(q for s in case["sentences"] for q in s["quotes"]))
-        answer = re.sub(r"\s*\[\d+\]", "", case["answer"])
+        answer = strip_markers(case["answer"])[0]
         question = case["standalone_question"] or case["question"]
         scores = {name: engine.llm.yes_probability(judge_messages(SYSTEM_PROMPT, question, quotes, answer, PROMPTS[name]))
                   for name in ANSWER_PROMPTS}

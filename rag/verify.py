@@ -60,6 +60,12 @@ def support_messages(
     return [ChatMessage(role=MessageRole.SYSTEM, content=system_prompt), ChatMessage(role=MessageRole.USER, content=user)]
 
 
+def support_score(judge: Judge, system_prompt: str, question: str, quotes: Sequence[str], sentence: str) -> float:
+    """P(yes) that the quotes state the sentence's claim, times the share of its words they or the question hold."""
+    claim = claim_of(sentence)
+    return judge(support_messages(system_prompt, question, quotes, claim)) * word_coverage(claim, quotes, question)
+
+
 def yes_share(top: dict[str, float]) -> float | None:
     """P(yes) / (P(yes) + P(no)) from a first token's top log-probabilities; None when neither is among them."""
     mass = {"yes": 0.0, "no": 0.0}
@@ -140,9 +146,7 @@ def check_sentences(
         elif item.unsupported_facts:
             check.reason = f"{', '.join(sorted(item.unsupported_facts))} found in no passage"
         elif judge is not None:
-            claim = claim_of(item.sentence)
-            p_yes = judge(support_messages(system_prompt, question, quotes, claim))
-            check.support = round(p_yes * word_coverage(claim, quotes, question), 3)
+            check.support = round(support_score(judge, system_prompt, question, quotes, item.sentence), 3)
             check.supported = check.support >= threshold
             check.reason = None if check.supported else f"the quotes do not state it (support {check.support:.2f})"
         elif outside := facts_outside_citations(item, question):
@@ -181,9 +185,7 @@ def load_pairs(path: Path) -> list[SupportPair]:
 
 def score_pairs(judge: Judge, pairs: Sequence[SupportPair], threshold: float, system_prompt: str) -> dict:
     """The support check's precision and recall of "supported" on labelled pairs, and the pairs it got wrong."""
-    claims = [claim_of(p.sentence) for p in pairs]
-    scores = [judge(support_messages(system_prompt, p.question, [p.quote], c)) * word_coverage(c, [p.quote], p.question)
-              for p, c in zip(pairs, claims)]
+    scores = [support_score(judge, system_prompt, p.question, [p.quote], p.sentence) for p in pairs]
     said_yes = [s >= threshold for s in scores]
     true_yes = sum(y and p.supported for y, p in zip(said_yes, pairs))
     positives = sum(p.supported for p in pairs)
