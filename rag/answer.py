@@ -30,9 +30,11 @@ from rag.citations import (
     whole_sentence,
     SourceReader,
 )
-from rag.backends import explain_error
+from rag.backends import explain_error, sized
 from rag.engine import Engine
 from rag.grounding import Verdict, judge
+from rag.kinds import Intent, Kind, classify
+from rag.broad import broad_context
 from rag.errors import BackendError, CorpusError, QuestionError
 from rag.retrieve import Filters, Retrieval
 from rag.schema import Answer, Grounding, Passage, RetrievedRef, SentenceCheck, Timings, Turn
@@ -79,10 +81,23 @@ def is_yes_no(question: str) -> bool:
     return bool(_YES_NO.match(question.strip()))
 
 
-def build_messages(question: str, passages: Sequence[Passage]) -> list[ChatMessage]:
+# The form each broad kind is written in. Like the yes/no line, it goes after the question: the
+# system prompt (and its cached KV prefix) stays the same for every kind.
+FORM_HINTS = {
+    Kind.SUMMARY: "Answer with three or four bullet points, one line each starting with '- ', each stating one main point of the passages.",
+    Kind.OVERVIEW: "Answer with three or four bullet points, one line each starting with '- ', each stating one topic the passages cover and what they say about it.",
+    Kind.COMPARISON: "For each compared thing, state in one or two sentences the facts the passages give about it; then say in one sentence how they differ.",
+    Kind.HOWTO: "Answer with numbered steps, one line each ('1. '), keeping commands and code exactly as the passages write them.",
+    Kind.EXPLANATION: "Answer with a paragraph of three or four sentences, each stating one fact from the passages.",
+}
+
+
+def build_messages(question: str, passages: Sequence[Passage], kind: Kind = Kind.LOOKUP) -> list[ChatMessage]:
     """The system prompt comes first and never changes, so llama.cpp reuses its KV cache."""
     user = f"Passages:\n{format_passages(passages)}\n\nQuestion: {question}"
-    if is_yes_no(question):
+    if kind in FORM_HINTS:
+        user += f"\n{FORM_HINTS[kind]}"
+    elif is_yes_no(question):
         user += f"\n{YES_NO_HINT}"
     return [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), ChatMessage(role=MessageRole.USER, content=user)]
 
@@ -124,6 +139,7 @@ class AnswerStream:
         self.dropped: list[int] = []
         self.checks: list[SentenceCheck] = []
         self.support_check = ""
+        self.intent = Intent(Kind.LOOKUP)
 
     def __iter__(self) -> Iterator[str]:
         if self.engine.index.count() == 0:
@@ -132,12 +148,13 @@ class AnswerStream:
                 "(.txt .md .html .pdf .docx). Add some and run `rag ingest` (or Re-index in the app)."
             )
         standalone = self._condense()
-        if not content_terms(strip_markers(standalone)[0]):
+        self.intent = classify(standalone, self.engine.index.titles())
+        if not self.intent.kind.broad and not content_terms(strip_markers(standalone)[0]):
             self.answer = self._refusal(standalone, [], NO_QUESTION, "no question")
             yield NO_QUESTION
             return
         retrieval = self._retrieve(standalone)
-        if retrieval.best_score < self.engine.settings.retrieval.min_score:
+        if retrieval.best_score < self.engine.settings.retrieval.min_score or not retrieval.passages:
             self.answer = self._refusal(standalone, retrieval.passages, REFUSAL, "nothing relevant retrieved")
             yield REFUSAL
             return
@@ -166,17 +183,24 @@ class AnswerStream:
         return rewritten if 0 < len(rewritten) <= 3 * len(self.question) + 200 else self.question
 
     def _retrieve(self, question: str) -> Retrieval:
+        """Today's ranked chunks for a lookup; for a broad question, the context its kind needs (rag.broad)."""
         t0 = time.perf_counter()
-        retrieval = self.engine.retriever.retrieve(question, self.top_k, self.filters)
+        if self.intent.kind.broad:
+            budget = self.engine.settings.retrieval.broad_context_tokens
+            retrieval = broad_context(self.intent, question, self.engine.retriever, budget, self.filters)
+        else:
+            retrieval = self.engine.retriever.retrieve(question, self.top_k, self.filters)
         self.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         return retrieval
 
     def _generate(self, question: str, passages: list[Passage]) -> Iterator[str]:
-        messages = build_messages(question, passages)
+        messages = build_messages(question, passages, self.intent.kind)
         self.prompt_tokens = prompt_tokens(self.engine.llm, messages)
+        limit = self.engine.settings.answer.broad_max_tokens if self.intent.kind.broad else None
+        llm = sized(self.engine.llm, limit)
         with self.engine.generation_lock:
             t0 = time.perf_counter()
-            stream = _call(lambda: self.engine.llm.stream_chat(messages), self._where)
+            stream = _call(lambda: llm.stream_chat(messages, **({"max_tokens": limit} if limit else {})), self._where)
             ended = None  # None: the backend does not report why it stopped
             for chunk in _guard(stream, self._where):
                 ended = _finish_reason(chunk.raw) if ended is None or ended is False else ended
@@ -195,7 +219,9 @@ class AnswerStream:
         cfg = self.engine.settings.answer
         t0 = time.perf_counter()
         attribution = attribute(text, question, passages, self.engine.embed, cfg.min_support)
-        verdict = judge(attribution, question, passages, self.engine.embed, cfg.min_synonym_similarity, cfg.max_uncovered_share)
+        # a broad question's subject is its topic: "summarize", "three bullet points" are no facts to find
+        subject = self.intent.topic if self.intent.kind.broad else question
+        verdict = judge(attribution, subject, passages, self.engine.embed, cfg.min_synonym_similarity, cfg.max_uncovered_share)
         self.grounding = _grounding(attribution, verdict)
         if not verdict.grounded:
             self.timings.cite_s = round(time.perf_counter() - t0, 3)
@@ -244,6 +270,7 @@ class AnswerStream:
             answer=answer,
             refused=refused,
             refusal_reason=reason,
+            kind=self.intent.kind.value,
             citations=citations or [],
             sentences=self.checks,
             support_check=self.support_check,

@@ -307,6 +307,24 @@ def build_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
     raise BackendError(f"Unknown LLM backend '{settings.backend}'.")
 
 
+def sized(llm: LLM, max_tokens: int | None) -> LLM:
+    """The LLM writing at most `max_tokens` (None: its own limit).
+
+    LlamaIndex's OpenAI and Ollama classes put their own limit over a per-call `max_tokens`,
+    so they are copied with the new one (sharing the client); the embedded model and the mock
+    take the per-call argument."""
+    if max_tokens is None:
+        return llm
+    from llama_index.llms.ollama import Ollama
+    from llama_index.llms.openai import OpenAI
+
+    if isinstance(llm, OpenAI):
+        return llm.model_copy(update={"max_tokens": max_tokens})
+    if isinstance(llm, Ollama):
+        return llm.model_copy(update={"additional_kwargs": {**llm.additional_kwargs, "num_predict": max_tokens}})
+    return llm
+
+
 def llm_label(settings: LLMSettings, llm: LLM | None = None) -> str:
     """A short name of the LLM in use, shown with every answer (the served model once known)."""
     if settings.backend == "mock":
@@ -449,7 +467,8 @@ class ExtractiveMockLLM(CustomLLM):
     """A deterministic stand-in LLM for tests and demos without a model.
 
     It answers with the passage sentence sharing most words with the question, read from
-    the numbered passages of the prompt; asked to condense a follow-up, it appends the
+    the numbered passages of the prompt; asked for bullet points (a summary), it lists the
+    opening sentences of the three passages sharing most words with the question; asked to condense a follow-up, it appends the
     previous user question. LlamaIndex's MockLLM only echoes the prompt,
     which cannot exercise citation and refusal logic.
     """
@@ -481,9 +500,15 @@ class ExtractiveMockLLM(CustomLLM):
             earlier = re.findall(r"^\s*User: (.+)$", prompt, re.MULTILINE)
             return f"{follow_up} ({earlier[-1]})" if earlier else follow_up
         question = prompt.rsplit("Question:", 1)[-1].strip().splitlines()[0] if "Question:" in prompt else prompt
+        lines = re.findall(r"^\[\d+\]\s*(.+)$", prompt, re.MULTILINE)
         wanted = {w.lower() for w in _WORD.findall(question)} - _STOP
+        if "bullet points" in prompt.rsplit("Question:", 1)[-1]:  # a summary: the passages richest in the question's words
+            shared = lambda i: len(wanted & {w.lower() for w in _WORD.findall(lines[i])})  # noqa: E731
+            picked = sorted(sorted(range(len(lines)), key=lambda i: -shared(i))[:3])
+            firsts = [re.split(r"(?<=[.!?])\s+", lines[i])[0] for i in picked]
+            return "\n".join(f"- {sentence}" for sentence in firsts) or "I couldn't find this in the documents."
         best, best_score = "", 0
-        for line in re.findall(r"^\[\d+\]\s*(.+)$", prompt, re.MULTILINE):
+        for line in lines:
             for sentence in re.split(r"(?<=[.!?])\s+", line):
                 score = len(wanted & {w.lower() for w in _WORD.findall(sentence)})
                 if score > best_score:

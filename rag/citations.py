@@ -178,7 +178,7 @@ def attribute(
     question, which the answer may repeat) are recorded as unsupported.
     """
     candidates = passage_sentences(passages)
-    answer_spans = [(s, e) for s, e in split_sentences(answer) if content_terms(answer[s:e])]
+    answer_spans = [(s, e) for s, e in split_sentences(answer) if content_terms(answer[s:e]) and not is_lead_in(answer[s:e])]
     if not candidates or not answer_spans:
         return Attribution([])
     vectors = embed([answer[s:e] for s, e in answer_spans] + [c.text for c in candidates])
@@ -193,6 +193,11 @@ def attribute(
             _cite_fact_holders(item, candidates, facts_of(question))
         results.append(item)
     return Attribution(results)
+
+
+def is_lead_in(sentence: str) -> bool:
+    """"The two articles differ in the following ways:" introduces the list below it and states no fact of its own."""
+    return sentence.rstrip().endswith(":")
 
 
 def facts_of(text: str) -> set[str]:

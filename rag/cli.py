@@ -282,6 +282,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     baseline = json.loads(args.compare.read_text(encoding="utf-8")) if args.compare else None
     print(summary_table(report, baseline, METRICS))
     _print_support(report)
+    _print_kinds(report)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -298,6 +299,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return 1
         print(f"Gate passed ({settings.eval.thresholds}).")
     return 0
+
+
+def _print_kinds(report: dict) -> None:
+    """Per kind of question, when the test set has more than lookups."""
+    from rag.report import KIND_COLUMNS, kind_rows
+
+    rows = kind_rows(report)
+    if len(rows) < 2 and all(r[0] == "lookup" for r in rows):
+        return
+    print("By kind: " + " | ".join(label for _, label in KIND_COLUMNS))
+    for row in rows:
+        print(f"  {row[0]:<12} " + " | ".join(row[1:]))
 
 
 def _print_support(report: dict) -> None:

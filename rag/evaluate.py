@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rag.errors import ConfigError, RagError
+from rag.kinds import Kind
 from rag.schema import Answer, Turn
 
 
@@ -32,6 +33,10 @@ class Case(BaseModel):
     expected_sources: list[str] = Field(default_factory=list)
     answerable: bool = True
     history: list[Turn] = Field(default_factory=list)
+    kind: Kind = Field(Kind.LOOKUP, description="The kind of answer the question asks for (rag.kinds).")
+    key_points: list[str] = Field(
+        default_factory=list, description="Broad questions: the points a good answer makes, each a keyword with |-separated alternatives."
+    )
 
 
 def load_testset(path: Path) -> list[Case]:
@@ -125,6 +130,15 @@ class CaseResult(BaseModel):
     prompt_tokens: int | None = None
     error: str | None = None
     passed: bool = False
+    kind: str = "lookup"  # the test set's label
+    kind_found: str | None = None  # what the classifier said
+    key_points_missing: list[str] = Field(default_factory=list)
+    key_point_coverage: float | None = None
+    all_supported: bool | None = None  # shown, and every sentence ✅
+
+
+# A broad answer is correct when it makes at least this share of its case's key points (and every expected keyword).
+KEY_POINT_SHARE = 0.6
 
 
 def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
@@ -153,11 +167,17 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
         support_check=answer.support_check,
         standalone_question=answer.standalone_question,
     )
+    result.kind, result.kind_found = case.kind.value, answer.kind
+    result.all_supported = not answer.refused and bool(answer.sentences) and all(c.supported for c in answer.sentences)
     cited = {c.source for c in answer.citations}
     result.cited_sources_total = len(cited)
     if case.answerable:
         result.keywords_missing = [k for k in case.expected_keywords if not keyword_found(answer.answer, k)]
         result.correct = not answer.refused and not result.keywords_missing
+        if case.key_points:
+            result.key_points_missing = [k for k in case.key_points if not keyword_found(answer.answer, k)]
+            result.key_point_coverage = round(1 - len(result.key_points_missing) / len(case.key_points), 4)
+            result.correct = result.correct and result.key_point_coverage >= KEY_POINT_SHARE
         result.cited_sources_expected = len(cited & set(case.expected_sources)) if case.expected_sources else len(cited)
         if case.expected_keywords and answer.passages:
             context = " ".join(p.text for p in answer.passages)
@@ -217,8 +237,29 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "latency_p95_s": _percentile(latencies, 95),
         "ttft_p50_s": _percentile(ttfts, 50),
         "prompt_tokens_p50": _percentile([r.prompt_tokens for r in results if r.prompt_tokens], 50),
+        "key_point_coverage": _mean(r.key_point_coverage for r in answerable),
+        "kind_accuracy": _mean(r.kind == r.kind_found for r in results if r.kind_found is not None),
+        "by_kind": by_kind(results),
         **_judge_summary(results),
     }
+
+
+def by_kind(results: Sequence[CaseResult]) -> dict[str, dict]:
+    """Per kind of question: answered, correct, every sentence supported, refused when unanswerable, latency."""
+    table = {}
+    for kind in dict.fromkeys(r.kind for r in results):
+        rows = [r for r in results if r.kind == kind and r.error is None]
+        answerable = [r for r in rows if r.answerable]
+        table[kind] = {
+            "n": len(rows),
+            "answered": _mean(not r.refused for r in answerable),
+            "correct": _mean(r.correct for r in answerable),
+            "correct_and_supported": _mean(bool(r.correct and r.all_supported) for r in answerable),
+            "refusal_accuracy": _mean(r.refused_correctly for r in rows if not r.answerable),
+            "ttft_p50_s": _percentile([r.first_token_s for r in rows if r.first_token_s is not None], 50),
+            "latency_p50_s": _percentile([r.latency_s for r in rows], 50),
+        }
+    return table
 
 
 def _judge_summary(results: Sequence[CaseResult]) -> dict:
@@ -332,11 +373,19 @@ def check_thresholds(summary: dict, path: Path) -> list[str]:
     limits = tomllib.loads(path.read_text(encoding="utf-8"))
     failures = []
     for metric, floor in limits.get("min", {}).items():
-        value = summary.get(metric)
+        value = _metric(summary, metric)
         if value is None or value < floor:
             failures.append(f"{metric} = {value} is below the minimum {floor}")
     for metric, ceiling in limits.get("max", {}).items():
-        value = summary.get(metric)
+        value = _metric(summary, metric)
         if value is None or value > ceiling:
             failures.append(f"{metric} = {value} is above the maximum {ceiling}")
     return failures
+
+
+def _metric(summary: dict, name: str) -> object:
+    """A summary value by name; a dotted name reaches into the per-kind table ("by_kind.summary.correct")."""
+    value: object = summary
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value

@@ -132,6 +132,17 @@ class Index:
         got = self.get_all(["documents", "metadatas"])
         return [metadata_dict_to_node(meta, text=text) for text, meta in zip(got["documents"], got["metadatas"])]
 
+    def titles(self) -> dict[str, str]:
+        """Each indexed file's title (its file name when it has none), for questions that name a document."""
+        docs = self.documents().values()
+        return {str(d.metadata.get("file_name")): str(d.metadata.get("title") or d.metadata.get("file_name")) for d in docs}
+
+    def document_chunks(self, source: str) -> list[TextNode]:
+        """One file's chunks in reading order: a summary reads the document, not a ranking of it."""
+        got = self.collection.get(where={"file_name": source}, include=["documents", "metadatas"])
+        nodes = [metadata_dict_to_node(meta, text=text) for text, meta in zip(got["documents"], got["metadatas"])]
+        return sorted(nodes, key=lambda n: n.start_char_idx or 0)
+
     def get_all(self, include: list[str]) -> dict[str, list]:
         """Every record's fields, read in pages: one unbounded `get` fails past ~30k chunks
         ("too many SQL variables", measured at 135k chunks)."""

@@ -23,6 +23,8 @@ METRICS: list[tuple[str, str, str]] = [
     ("wrong_but_verified", "Wrong but all ✅", "cases answered wrongly (or not refused) with every sentence shown ✅ (lower is better)"),
     ("verifier_precision", "Verifier precision", "labelled support pairs: share of pairs judged supported that are supported"),
     ("verifier_recall", "Verifier recall", "labelled support pairs: share of supported pairs judged supported"),
+    ("key_point_coverage", "Key-point coverage", "broad questions: share of their key points the answer makes"),
+    ("kind_accuracy", "Question-kind accuracy", "cases whose kind (lookup, summary, …) the classifier got right"),
     ("source_precision", "Source precision", "cited sources that are expected sources"),
     ("semantic_similarity", "Semantic similarity", "mean embedding cosine of answer and reference"),
     ("judge_faithfulness", "Faithfulness (LLM-as-judge)", "answers the judge model found supported by the passages"),
@@ -121,6 +123,30 @@ def _summary_table(report: dict, baseline: dict | None) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+KIND_COLUMNS = [("n", "cases"), ("answered", "answered"), ("correct", "correct"), ("correct_and_supported", "correct, all ✅"),
+                ("refusal_accuracy", "refused when unanswerable"), ("ttft_p50_s", "first token p50 (s)"), ("latency_p50_s", "total p50 (s)")]
+
+
+def kind_rows(report: dict) -> list[list[str]]:
+    """The per-kind table (rag.evaluate.by_kind) as text cells, shared by the HTML and the CLI."""
+    table = report["summary"].get("by_kind") or {}
+    return [[kind] + [_fmt(values.get(key)) for key, _ in KIND_COLUMNS] for kind, values in table.items()]
+
+
+def _kind_table(report: dict) -> str:
+    head = "<tr><th>kind</th>" + "".join(f"<th>{html.escape(label)}</th>" for _, label in KIND_COLUMNS) + "</tr>"
+    body = "".join("<tr><td>" + html.escape(row[0]) + "</td>" + "".join(f"<td class=num>{c}</td>" for c in row[1:]) + "</tr>"
+                   for row in kind_rows(report))
+    return f"<table>{head}{body}</table>"
+
+
+def _by_kind(cases: list[dict]) -> str:
+    """All cases, one folded section per question kind."""
+    kinds = dict.fromkeys(c.get("kind", "lookup") for c in cases)
+    return "".join(f"<details><summary>{html.escape(k)}: {sum(c.get('kind', 'lookup') == k for c in cases)} cases</summary>"
+                   f"{_case_rows([c for c in cases if c.get('kind', 'lookup') == k])}</details>" for k in kinds)
+
+
 def _sentences(case: dict) -> str:
     """Each answer sentence (of the shown answer, or of a withheld draft) with its state, support and quotes."""
     if not case.get("sentences"):
@@ -151,6 +177,10 @@ def _case_rows(cases: list[dict]) -> str:
             why.append("wrong, yet every sentence shown ✅")
         if case.get("keywords_missing") and not case["refused"]:
             why.append("missing: " + ", ".join(case["keywords_missing"]))
+        if case.get("key_points_missing") and not case["refused"]:
+            why.append("key points missing: " + ", ".join(case["key_points_missing"]))
+        if case.get("kind_found") and case.get("kind") and case["kind_found"] != case["kind"]:
+            why.append(f"taken for a {case['kind_found']} question, labelled {case['kind']}")
         draft = f"<div class=muted>draft: {html.escape(case['draft'])}</div>" if case.get("draft") else ""
         rows.append(
             f"<tr><td><b>{html.escape(case['id'])}</b><br>{html.escape(case['question'])}</td>"
@@ -186,7 +216,8 @@ def render_html(report: dict, baseline: dict | None = None, title: str = "Evalua
         f"<img alt='latency' src='{plot_latency(report, baseline)}'>",
         f"<h2>Failing cases ({len(failing)} of {len(report['cases'])})</h2>",
         _case_rows(failing) if failing else "<p>None.</p>",
-        f"<details><summary>All {len(report['cases'])} cases</summary>{_case_rows(report['cases'])}</details>",
+        "<h2>By kind of question</h2>", _kind_table(report),
+        f"<h2>All {len(report['cases'])} cases, by kind</h2>", _by_kind(report["cases"]),
         "</body></html>",
     ]
     return "\n".join(parts)

@@ -103,6 +103,7 @@ class Answer(BaseModel):
     answer: str
     refused: bool
     refusal_reason: str | None = None
+    kind: str = Field("lookup", description="The kind of answer asked for (rag.kinds): lookup, summary, overview, comparison, howto, explanation.")
     citations: list[Citation] = Field(default_factory=list)
     sentences: list[SentenceCheck] = Field(default_factory=list, description="Each answer sentence's support state.")
     support_check: str = Field("", description="Which check decided the states: entailment (model log-probabilities) or lexical.")

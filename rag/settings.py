@@ -67,11 +67,17 @@ class RetrievalSettings(_Group):
     context_tokens: int = Field(250, ge=50, le=32000, description="Token budget for the passages in the prompt.")
     min_score: float = Field(0.3, ge=-1, le=1, description="Best passage below this cosine similarity: refuse without asking the LLM.")
     min_passage_score: float = Field(0.2, ge=-1, le=1, description="Passages less similar than this are left out of the prompt.")
+    broad_context_tokens: int = Field(
+        500, ge=50, le=32000, description="Token budget for the passages of a summary, overview, comparison, how-to or "
+        "explanation (rag.kinds): whole documents, both sides, the text around a step."
+    )
 
 
 class AnswerSettings(_Group):
     max_question_chars: int = Field(2000, ge=10, le=100000, description="Longer questions are cut, with a notice.")
     history_turns: int = Field(6, ge=0, le=50, description="Earlier messages used to rewrite a follow-up question.")
+    broad_max_tokens: int = Field(200, ge=16, le=4096, description="Longest answer to a broad question (bullets, steps, a paragraph per side); "
+                                  "a lookup keeps llm.max_tokens.")
     min_support: float = Field(0.45, ge=0, le=1, description="Least support score for an answer sentence to be cited.")
     max_uncovered_share: float = Field(0.45, ge=0, le=1, description="Refuse when more of the question's subject words than this are missing from the cited passages.")
     min_synonym_similarity: float = Field(0.55, ge=-1, le=1, description="A question word counts as found when a passage word is this similar (embeddings).")

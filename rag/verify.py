@@ -17,6 +17,7 @@ Backends that give no token log-probabilities (Ollama's API, the mock, a server 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,12 +43,22 @@ Judge = Callable[[list[ChatMessage]], float]
 LEXICAL_NOTE = "lexical: quotes share the sentence's words and names"
 
 
+# "The article discusses…", "The second article mentions that…": a summary's way of saying what a
+# document states. The quote states the rest, not that a document discusses it.
+_DOCUMENT_SAYS = re.compile(
+    r"^\s*(?:[-*•]\s*|\d{1,2}[.)]\s*)?(?:the|this|that|both|each)\s+(?:(?:first|second|other|two)\s+)?"
+    r"(?:article|document|page|text|passage|report|story)s?\s+(?:also\s+)?"
+    r"(?:discuss|mention|highlight|describe|cover|state|report|say|note|explain|focus(?:es)? on|talk(?:s)? about)\w*\s+"
+    r"(?:that\s+|how\s+)?", re.IGNORECASE)
+
+
 def claim_of(sentence: str) -> str:
-    """The fact an answer sentence asserts, without the "Yes,"/"No," that answers a yes/no question.
+    """The fact an answer sentence asserts, without the "Yes,"/"No," that answers a yes/no question,
+    and without the "The article discusses" that a summary puts before a document's fact.
 
     Judged with it, the sentence reads to the model as a reply, not a statement: "No, clashes
     have continued while…" scored 0.27 against the quote that states it, 0.75 without the "No,"."""
-    rest = ANSWER_WORD.sub("", sentence, count=1)
+    rest = _DOCUMENT_SAYS.sub("", ANSWER_WORD.sub("", sentence, count=1), count=1)
     return rest[:1].upper() + rest[1:] if rest.strip() else sentence
 
 

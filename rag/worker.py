@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -361,10 +362,23 @@ def _yes_probability(llm: Any, prompt: str) -> float:
     return mass["yes"] / (mass["yes"] + mass["no"])
 
 
+@contextmanager
+def _output_limit(llm: Any, max_tokens: int | None) -> Iterator[None]:
+    """LlamaCPP reads its limit from `generate_kwargs`, not from the call: set it for one answer."""
+    default = llm.generate_kwargs.get("max_tokens")
+    if max_tokens is not None:
+        llm.generate_kwargs["max_tokens"] = max_tokens
+    try:
+        yield
+    finally:
+        llm.generate_kwargs["max_tokens"] = default
+
+
 def _handle(llm: Any, conn: Connection, request: tuple) -> None:
     op, *args = request
     if op == "stream_chat":
-        _stream_to(conn, llm.stream_chat(_unwire(args[0]), **args[1]))
+        with _output_limit(llm, args[1].pop("max_tokens", None)):
+            _stream_to(conn, llm.stream_chat(_unwire(args[0]), **args[1]))
     elif op == "stream_complete":
         _stream_to(conn, llm.stream_complete(args[0], formatted=args[1], **args[2]))
     elif op == "count_tokens":

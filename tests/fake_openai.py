@@ -24,6 +24,7 @@ class FakeOpenAI:
         self.yes_logprob = -0.1  # with "no" at -2.0: P(yes) 0.87
         self.doubted: set[str] = set()  # a judged sentence holding one of these words gets P(yes) 0.27
         self.answer = ANSWER
+        self.limits: list[int | None] = []  # each streamed answer's output limit (max_tokens; Ollama's num_predict)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,7 +40,9 @@ class FakeOpenAI:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.requests += 1
                 if self.path.startswith("/api/chat"):
-                    return self._ollama(json.loads(body or b"{}").get("stream", True))
+                    request = json.loads(body or b"{}")
+                    server.limits.append(request.get("options", {}).get("num_predict"))
+                    return self._ollama(request.get("stream", True))
                 mode = server.mode
                 if mode == "error500":
                     return self._json(500, {"error": {"message": "the model crashed", "type": "server_error"}})
@@ -48,6 +51,7 @@ class FakeOpenAI:
                 request = json.loads(body or b"{}")
                 if not request.get("stream"):
                     return self._completion(request)
+                server.limits.append(request.get("max_tokens"))
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()

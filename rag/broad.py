@@ -1,0 +1,162 @@
+"""The context a broad question needs: whole documents, both sides of a comparison, the text around a step.
+
+A lookup is answered from the few chunks that rank best; a summary from a ranking of 64-token
+chunks reads like a list of unrelated quotes, and how-to steps are cut at a chunk's edge. So:
+
+- summary, overview: the named document(s), or all of them ("the two articles"), or the one the
+  topic finds, read in order. A document longer than its share of the budget keeps its opening
+  (where articles and manual pages say what they are about) for half of it, then the chunks
+  holding most of the topic's words, or with no topic chunks spread evenly over the rest, still
+  in reading order;
+- comparison: the best passages for each compared side, each side given half the budget;
+- how-to, explanation: the best hits, each widened by its neighbouring chunks (the sentence-window
+  idea of LlamaIndex's PrevNextNodePostprocessor, which needs the chunks in a docstore; ours live
+  in Chroma, so the neighbours come from `Index.document_chunks`).
+
+Every passage is still a chunk of the index, so citations and their support states work as for lookups.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from llama_index.core.schema import TextNode
+
+from rag.kinds import Intent, Kind, topic_of, without_filler
+from rag.retrieve import Filters, Retrieval, Retriever, _to_passage, count_tokens, term_coverage
+from rag.schema import Passage
+
+# How many documents a topic-found summary reads: one ("the article about X") unless the question asks for more.
+_MAX_DOCUMENTS = 4
+_WINDOW_HITS = 3  # how-to and explanation: hits widened by their neighbours
+
+_SIDES = [
+    re.compile(r"\bbetween (?P<a>.+?) and (?P<b>.+?)[?.!]*$", re.I),
+    re.compile(r"^(?:what is |how is )?(?P<a>.+?)\s+(?:vs\.?|versus)\s+(?P<b>.+?)(?:[:?.!].*)?$", re.I),
+    re.compile(r"\b(?:compare|contrast) (?P<a>.+?) (?:and|with|to) (?P<b>.+?)[?.!]*$", re.I),
+    re.compile(r"\bhow (?:does|do|is|are) (?P<a>.+?) (?:differ from|compare (?:with|to)|different from) (?P<b>.+?)[?.!]*$", re.I),
+    re.compile(r"\bhow (?:do|does) (?P<a>.+?) and (?P<b>.+?) (?:differ|compare)\b", re.I),
+]
+
+
+# Where the second side ends and the rest of the question goes on ("the EU | have done to help").
+_SIDE_END = re.compile(r"\s+(?:have|has|had|did|do|does|is|are|was|were|on|in|about|regarding|when|for)\s.*$|,.*$", re.I)
+_SIDE_START = re.compile(r"^(?:what|how|which|who)\s+", re.I)
+
+
+def comparison_sides(question: str) -> tuple[str, str] | None:
+    """The two things a comparison question compares, when its wording names them."""
+    for pattern in _SIDES:
+        if match := pattern.search(question.strip()):
+            return _SIDE_START.sub("", match["a"].strip(" ,")), _SIDE_END.sub("", match["b"].strip(" ,"))
+    return None
+
+
+def broad_context(intent: Intent, question: str, retriever: Retriever, budget: int, filters: Filters | None = None) -> Retrieval:
+    """Numbered passages for a broad question, within `budget` tokens; best_score is the relevance gate's input."""
+    if intent.kind in (Kind.SUMMARY, Kind.OVERVIEW) or (intent.kind is Kind.COMPARISON and (intent.whole_corpus or len(intent.documents) > 1)):
+        return _numbered(*_documents(intent, retriever, budget, filters))
+    if intent.kind is Kind.COMPARISON and (sides := comparison_sides(question)):
+        return _numbered(*_sides_context(question, sides, retriever, budget, filters))
+    return _numbered(*_windows(question, retriever, budget, filters))
+
+
+def _documents(intent: Intent, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:
+    titles = retriever.index.titles()
+    sources = [s for s in titles if not filters or not filters.sources or s in filters.sources]
+    best = 1.0  # a document named, or every document: nothing to gate on
+    if intent.documents:
+        sources = [s for s in intent.documents if s in sources]
+    elif intent.topic:
+        found = retriever.retrieve(intent.topic, filters=filters)
+        best = found.best_score
+        ranked = list(dict.fromkeys(p.source for p in found.passages))
+        sources = ranked[: _MAX_DOCUMENTS if intent.whole_corpus else 1]
+    sources = sources[:_MAX_DOCUMENTS]
+    share = budget // max(len(sources), 1)
+    passages = [p for s in sources for p in _read(retriever.index.document_chunks(s), share, intent.topic)]
+    return passages, best
+
+
+def _read(chunks: Sequence[TextNode], budget: int, topic: str) -> list[Passage]:
+    """A document's chunks in order within `budget`: all of them, or its opening then those richest in the topic's words."""
+    costs = [count_tokens(c.get_content()) for c in chunks]
+    keep: set[int] = set()
+    used = 0
+    lead = budget // 2 if sum(costs) > budget else budget
+    for i, cost in enumerate(costs):
+        if used + cost > lead:
+            break
+        keep.add(i)
+        used += cost
+    rest = [i for i in range(len(chunks)) if i not in keep]
+    ranked = sorted(rest, key=lambda i: -term_coverage(topic, chunks[i].get_content())) if topic else _spread(rest)
+    for i in ranked:
+        if used + costs[i] <= budget:
+            keep.add(i)
+            used += costs[i]
+    return [_to_passage(chunks[i], 1.0) for i in sorted(keep)]
+
+
+def side_queries(question: str, sides: tuple[str, str]) -> tuple[str, str]:
+    """Each side searched with the rest of the question, without the other side: "Compare what the US
+    and the EU have done" looks for "US done" and "EU done" ("the US" alone is too short a query
+    for the embeddings to find anything)."""
+    rest = question
+    for side in sides:
+        rest = rest.replace(side, " ")
+    return without_filler(f"{sides[0]} {topic_of(rest)}"), without_filler(f"{sides[1]} {topic_of(rest)}")
+
+
+def _spread(indices: list[int]) -> list[int]:
+    """Indices ordered so that any prefix samples the whole range evenly (midpoints first)."""
+    order, spans = [], [(0, len(indices))]
+    while spans:
+        lo, hi = spans.pop(0)
+        if lo < hi:
+            mid = (lo + hi) // 2
+            order.append(indices[mid])
+            spans += [(lo, mid), (mid + 1, hi)]
+    return order
+
+
+def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, budget: int,
+                   filters: Filters | None) -> tuple[list[Passage], float]:
+    passages: list[Passage] = []
+    best = 1.0
+    for side in side_queries(question, sides):
+        found = retriever.retrieve(side, filters=filters)
+        best = min(best, found.best_score)  # each side must be in the corpus
+        passages += _within([p for p in found.passages if p.node_id not in {q.node_id for q in passages}], budget // 2)
+    return passages, best
+
+
+def _windows(question: str, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:
+    found = retriever.retrieve(question, filters=filters)
+    chosen: dict[str, Passage] = {}
+    share = budget // _WINDOW_HITS
+    for hit in found.passages[:_WINDOW_HITS]:
+        chunks = retriever.index.document_chunks(hit.source)
+        at = next((i for i, c in enumerate(chunks) if c.node_id == hit.node_id), None)
+        window = [hit] if at is None else [_to_passage(c, hit.score) for c in chunks[max(at - 1, 0): at + 2]]
+        for passage in _within(window, share):
+            chosen.setdefault(passage.node_id, passage)
+    return list(chosen.values()), found.best_score
+
+
+def _within(passages: Sequence[Passage], budget: int) -> list[Passage]:
+    kept, used = [], 0
+    for passage in passages:
+        cost = count_tokens(passage.text)
+        if kept and used + cost > budget:
+            break
+        kept.append(passage)
+        used += cost
+    return kept
+
+
+def _numbered(passages: list[Passage], best: float) -> Retrieval:
+    for n, passage in enumerate(passages, start=1):
+        passage.n = n
+    return Retrieval(passages, best)

@@ -1,0 +1,185 @@
+"""Question kinds (rag.kinds) and the context each broad kind gets (rag.broad), with the mock LLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rag.answer import FORM_HINTS, ask, build_messages
+from rag.broad import comparison_sides
+from rag.grounding import question_words
+from rag.kinds import Kind, classify, named_documents, topic_of
+
+LABELLED = Path(__file__).parent.parent / "eval" / "question_kinds.yaml"
+FIRST, SECOND = "000_ee4045ecc5c71559.txt", "001_1f22d8ffd3c24c03.txt"
+
+
+def test_the_classifier_labels_the_hand_labelled_questions():
+    rows = yaml.safe_load(LABELLED.read_text(encoding="utf-8"))
+    assert len(rows) >= 60 and {r["kind"] for r in rows} == {k.value for k in Kind}
+    wrong = [(r["question"], r["kind"], classify(r["question"]).kind.value) for r in rows if classify(r["question"]).kind.value != r["kind"]]
+    assert len(wrong) <= 0.05 * len(rows), wrong
+
+
+@pytest.mark.parametrize("question", [
+    "How many different kinds of temporary files does SQLite use?",
+    "Why did Aliyev say a peace agreement was possible?",
+    "Which step of the peace process did the leaders agree on?",
+    "What does the article say about the checkpoint?",
+])
+def test_look_alike_lookups_keep_the_fast_path(question):
+    assert classify(question).kind is Kind.LOOKUP
+
+
+def test_the_topic_drops_the_request_and_keeps_the_subject():
+    assert topic_of("Summarize the article about the Moscow talks in three bullet points.") == "Moscow talks"
+    assert topic_of("Give the gist of the page on temporary files.") == "temporary files"
+    assert topic_of("What are the main points of the two articles?") == ""
+
+
+def test_a_document_is_named_by_its_file_name_or_its_title():
+    titles = {FIRST: "Aliyev sees real grounds for peace", SECOND: "Armenia, Azerbaijan advance"}
+    assert named_documents(f"Summarize {FIRST}", titles) == (FIRST,)
+    assert named_documents("summarise 000_ee4045ecc5c71559 please", titles) == (FIRST,)
+    assert named_documents("What is 'Aliyev sees real grounds for peace' about?", titles) == (FIRST,)
+    assert named_documents("Summarize the article about peace", titles) == ()
+    assert classify("Give me the main points of both articles", titles).whole_corpus
+
+
+@pytest.mark.parametrize("question, sides", [
+    ("What is the difference between a list and a tuple?", ("a list", "a tuple")),
+    ("DELETE vs TRUNCATE journal mode: which is faster?", ("DELETE", "TRUNCATE journal mode")),
+    ("How does WAL mode compare with rollback journal mode?", ("WAL mode", "rollback journal mode")),
+    ("Compare the roles of the US and the EU.", ("the roles of the US", "the EU")),
+])
+def test_the_two_sides_of_a_comparison(question, sides):
+    assert comparison_sides(question) == sides
+
+
+def test_request_words_are_not_subject_words_a_passage_must_hold():
+    assert set(question_words(topic_of("Explain the background of the conflict."))) == {"conflict"}
+
+
+def test_each_broad_kind_gets_its_form_after_the_question_and_the_system_prompt_stays():
+    lookup = build_messages("Which court?", [])
+    for kind, hint in FORM_HINTS.items():
+        messages = build_messages("Summarize it", [], kind)
+        assert messages[0].content == lookup[0].content
+        assert messages[1].content.endswith(hint)
+
+
+def test_a_summary_of_a_named_document_reads_that_document_in_order(mock_engine):
+    answer = ask(mock_engine, f"Summarize {FIRST} in three bullet points.")
+    assert answer.kind == "summary" and not answer.refused, answer.refusal_reason
+    assert {p.source for p in answer.passages} == {FIRST}
+    starts = [p.start for p in answer.passages]
+    assert starts == sorted(starts) and starts[0] == 0  # from its opening, in reading order
+    assert all(c.supported for c in answer.sentences)
+
+
+def test_a_summary_found_by_its_topic_reads_one_document(mock_engine):
+    answer = ask(mock_engine, "Summarize the article about the ICJ and the Lachin Corridor checkpoint.")
+    assert answer.kind == "summary" and not answer.refused, answer.refusal_reason
+    assert len({p.source for p in answer.passages}) == 1 and len(answer.passages) > 3
+
+
+def test_a_summary_of_something_the_corpus_lacks_is_refused(mock_engine):
+    answer = ask(mock_engine, "Summarise the article about the Olympics.")
+    assert answer.refused and answer.refusal_reason == "nothing relevant retrieved"
+
+
+def test_a_summary_of_all_documents_reads_each_within_the_budget(mock_engine):
+    answer = ask(mock_engine, "What are the main points of the two articles?")
+    assert {p.source for p in answer.passages} == {FIRST, SECOND}
+    budget = mock_engine.settings.retrieval.broad_context_tokens
+    from rag.retrieve import count_tokens
+
+    assert sum(count_tokens(p.text) for p in answer.passages) <= budget
+
+
+def test_a_how_to_answer_sees_the_chunks_around_its_best_hit(mock_engine):
+    answer = ask(mock_engine, "How do I get to Nagorno-Karabakh from Armenia by land?")
+    assert answer.kind == "howto"
+    by_source: dict[str, list[int]] = {}
+    for p in answer.passages:
+        by_source.setdefault(p.source, []).append(p.start)
+    assert any(len(starts) >= 2 for starts in by_source.values())  # a hit and a neighbour
+
+
+def test_a_lookup_keeps_its_passages(mock_engine):
+    question = "Which court did Armenia turn to over the Lachin Corridor checkpoint?"
+    answer = ask(mock_engine, question)
+    expected = mock_engine.retriever.retrieve(question)
+    assert answer.kind == "lookup" and [p.node_id for p in answer.passages] == [p.node_id for p in expected.passages]
+
+
+def test_a_broad_answer_gets_the_longer_output_limit_over_an_openai_compatible_server(fake_env, embedder):
+    from rag.engine import build_engine
+    from rag.settings import load_settings
+
+    engine = build_engine(load_settings(), embed_model=embedder)
+    ask(engine, "Who will meet in Moscow next week?")
+    ask(engine, "Summarize the article about the Moscow talks.")
+    settings = engine.settings
+    assert fake_env.limits == [settings.llm.max_tokens, settings.answer.broad_max_tokens]
+    assert engine.llm.max_tokens == settings.llm.max_tokens  # the shared LLM keeps the lookup limit
+
+
+def test_a_broad_answer_gets_the_longer_output_limit_over_ollama(monkeypatch, tmp_path, corpus, embedder):
+    from fake_openai import FakeOpenAI
+
+    from rag.engine import build_engine
+    from rag.settings import load_settings
+
+    server = FakeOpenAI()
+    try:
+        monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
+        monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+        monkeypatch.setenv("RAG_LLM_BACKEND", "ollama")
+        monkeypatch.setenv("RAG_LLM_BASE_URL", server.url.removesuffix("/v1"))
+        monkeypatch.setenv("RAG_LLM_MODEL", "fake")
+        monkeypatch.setenv("RAG_ANSWER_SUPPORT_CHECK", "lexical")
+        engine = build_engine(load_settings(), embed_model=embedder)
+        ask(engine, "Who will meet in Moscow next week?")
+        ask(engine, "Explain the background of the conflict.")
+        assert server.limits == [engine.settings.llm.max_tokens, engine.settings.answer.broad_max_tokens]
+    finally:
+        server.close()
+
+
+def test_eval_scores_key_points_and_reports_each_kind(mock_engine, tmp_path):
+    from rag.evaluate import check_thresholds, evaluate, load_testset
+
+    path = tmp_path / "broad.yaml"
+    path.write_text(yaml.safe_dump([
+        {"id": "s", "kind": "summary", "question": f"Summarize {FIRST}.", "reference_answer": "…",
+         "key_points": ["Aliyev", "Olympics", "Putin|Moscow"]},
+        {"id": "l", "question": "Which court did Armenia turn to over the Lachin Corridor checkpoint?", "reference_answer": "ICJ",
+         "expected_keywords": ["Court|ICJ"]},
+        {"id": "u", "kind": "summary", "question": "Summarise the article about the Olympics.", "reference_answer": "none",
+         "answerable": False},
+    ]), encoding="utf-8")
+    report = evaluate(mock_engine, load_testset(path))
+    cases = {c["id"]: c for c in report["cases"]}
+    assert cases["s"]["key_points_missing"] == ["Olympics"] and cases["s"]["kind_found"] == "summary"
+    assert cases["s"]["key_point_coverage"] == pytest.approx(0.667, abs=0.001) and cases["s"]["passed"]
+    by_kind = report["summary"]["by_kind"]
+    assert set(by_kind) == {"summary", "lookup"} and by_kind["summary"]["refusal_accuracy"] == 1.0
+    assert report["summary"]["kind_accuracy"] == 1.0
+    limits = tmp_path / "limits.toml"
+    limits.write_text('[min]\n"by_kind.summary.refusal_accuracy" = 1.0\n"by_kind.lookup.correct" = 1.0\n', encoding="utf-8")
+    assert check_thresholds(report["summary"], limits) == []
+    limits.write_text('[min]\n"by_kind.howto.correct" = 0.5\n', encoding="utf-8")
+    assert check_thresholds(report["summary"], limits) == ["by_kind.howto.correct = None is below the minimum 0.5"]
+
+
+def test_a_test_case_with_an_unknown_kind_is_a_clear_error(tmp_path):
+    from rag.errors import ConfigError
+    from rag.evaluate import load_testset
+
+    path = tmp_path / "bad.yaml"
+    path.write_text('- {id: x, kind: poem, question: "Write a poem", reference_answer: "-"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="case x is invalid: kind"):
+        load_testset(path)
