@@ -26,6 +26,7 @@ from rag.citations import (
     insert_markers,
     is_refusal,
     make_citations,
+    opens_with_refusal,
     strip_markers,
     whole_sentence,
     SourceReader,
@@ -214,7 +215,7 @@ class AnswerStream:
 
     def _finish(self, question: str, passages: list[Passage], draft: str) -> Answer:
         text, self.model_markers = strip_markers(draft)
-        if is_refusal(text):
+        if (opens_with_refusal if self.intent.kind.broad else is_refusal)(text):
             return self._refusal(question, passages, REFUSAL, "the model found no answer in the passages", draft)
         cfg = self.engine.settings.answer
         t0 = time.perf_counter()

@@ -115,6 +115,13 @@ def strip_markers(text: str) -> tuple[str, list[int]]:
     return _MARKER.sub("", text).strip(), cited
 
 
+def opens_with_refusal(text: str) -> bool:
+    """A long answer (a summary, a comparison) that says in one later sentence that the passages do
+    not mention some detail still answers: only its first sentence can make it a refusal."""
+    spans = split_sentences(text)
+    return is_refusal(text[spans[0][0]:spans[0][1]] if spans else text)
+
+
 def is_refusal(text: str) -> bool:
     """The model itself said the passages lack the answer."""
     if not text.strip() or _REFUSAL_HINTS.search(text):

@@ -61,7 +61,7 @@ REQUEST_WORDS = frozenset(
     "comparison contrast difference differences differ differs different similarities similarity versus vs "
     "point points bullet bullets takeaway takeaways highlights nutshell step steps instructions walk tell list "
     "topics topic cover covers covered discuss discusses discussed say says said three four five two several short brief "
-    "briefly section sections chapter chapters paragraph paragraphs".split()
+    "briefly section sections chapter chapters paragraph paragraphs mean means meaning".split()
 )
 
 # "the two articles", "all the documents", "each page": the whole corpus, not one document.

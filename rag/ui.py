@@ -32,8 +32,9 @@ DOC_WINDOW = 6_000  # characters of a long document shown on each side of the qu
 
 
 def escape_md(text: str) -> str:
-    """Text shown literally by st.markdown: every markdown/HTML-significant character escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """Text shown literally by st.markdown: every markdown/HTML-significant character escaped, and
+    each line break kept (markdown joins single lines: a summary's bullets would run together)."""
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
 def highlight(text: str, spans: list[tuple[int, int]]) -> str:

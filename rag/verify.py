@@ -46,10 +46,10 @@ LEXICAL_NOTE = "lexical: quotes share the sentence's words and names"
 # "The article discusses…", "The second article mentions that…": a summary's way of saying what a
 # document states. The quote states the rest, not that a document discusses it.
 _DOCUMENT_SAYS = re.compile(
-    r"^\s*(?:[-*•]\s*|\d{1,2}[.)]\s*)?(?:the|this|that|both|each)\s+(?:(?:first|second|other|two)\s+)?"
-    r"(?:article|document|page|text|passage|report|story)s?\s+(?:also\s+)?"
-    r"(?:discuss|mention|highlight|describe|cover|state|report|say|note|explain|focus(?:es)? on|talk(?:s)? about)\w*\s+"
-    r"(?:that\s+|how\s+)?", re.IGNORECASE)
+    r"^\s*(?:[-*•]\s*|\d{1,2}[.)]\s*)?(?:it|(?:the|this|that|both|each)\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:article|document|page|text|passage|report|story|section)s?)\s+(?:also\s+)?"
+    r"(?:discuss|mention|highlight|describe|cover|state|report|say|note|explain|provide|focus(?:es)? on|talk(?:s)? about)\w*\s+"
+    r"(?:information (?:about|on)\s+)?(?:that\s+|how\s+)?", re.IGNORECASE)
 
 
 def claim_of(sentence: str) -> str:

@@ -52,6 +52,13 @@ def test_question_gets_an_answer_with_highlighted_verified_source(app):
     assert "<mark>He said Yerevan was ready &quot;to unblock all the transport links" in snippet
 
 
+def test_a_summary_is_shown_as_bullets_each_on_its_line(app):
+    _ask(app, "Summarize the article about the Lachin Corridor checkpoint and the ICJ in three bullet points.")
+    [answer] = [m.value for m in app.chat_message[1].markdown if plain(m.value).startswith("- ")]
+    bullets = answer.split("  \n")
+    assert len(bullets) == 3 and all(plain(b).startswith("- ") for b in bullets)
+
+
 def test_follow_up_and_new_chat(app):
     _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
     _ask(app, "What did he say about progress?")

@@ -2,7 +2,8 @@
 
 Two corpora: the seeds (eval/testset.yaml) and SQLite's own documentation, a real corpus
 nobody here wrote (eval/sqlite_testset.yaml; its pages come from Debian's sqlite3-doc
-package, fetched by eval/fetch_corpus.py and kept out of git).
+package, fetched by eval/fetch_corpus.py and kept out of git). Each has a second set of broad
+questions (summaries, overviews, comparisons, how-to, explanations: *_broad_testset.yaml).
 """
 
 import json
@@ -30,6 +31,8 @@ def sqlite_docs() -> Path:
 @pytest.mark.parametrize("name,corpus,testset,thresholds", [
     ("seeds", lambda: ROOT / "seeds", "testset.yaml", "thresholds.toml"),
     ("sqlite", sqlite_docs, "sqlite_testset.yaml", "thresholds_sqlite.toml"),
+    ("seeds-broad", lambda: ROOT / "seeds", "broad_testset.yaml", "thresholds_broad.toml"),
+    ("sqlite-broad", sqlite_docs, "sqlite_broad_testset.yaml", "thresholds_sqlite_broad.toml"),
 ])
 def test_eval_gate(monkeypatch, tmp_path, capsys, name, corpus, testset, thresholds):
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus()))

@@ -183,3 +183,31 @@ def test_a_test_case_with_an_unknown_kind_is_a_clear_error(tmp_path):
     path.write_text('- {id: x, kind: poem, question: "Write a poem", reference_answer: "-"}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="case x is invalid: kind"):
         load_testset(path)
+
+
+def test_a_long_answer_is_a_refusal_only_when_it_opens_with_one():
+    from rag.citations import opens_with_refusal
+
+    assert not opens_with_refusal("Aliyev said peace is possible. The passages do not mention what Pashinyan said.")
+    assert opens_with_refusal("The passages do not provide information about the West's role. Russia is the mediator.")
+
+
+@pytest.mark.parametrize("sentence, claim", [
+    ("- The article discusses the May 25 talks in Moscow.", "The May 25 talks in Moscow."),
+    ("The second article states that both sides want peace.", "Both sides want peace."),
+    ("- It covers the syntax for creating generated columns.", "The syntax for creating generated columns."),
+    ("It is a database.", "It is a database."),
+])
+def test_the_judge_reads_what_a_summary_says_a_document_states(sentence, claim):
+    from rag.verify import claim_of
+
+    assert claim_of(sentence) == claim
+
+
+def test_a_lead_in_to_a_list_is_not_a_claim(mock_engine):
+    from rag.citations import attribute
+
+    passages = mock_engine.retriever.retrieve("Lachin Corridor checkpoint ICJ").passages
+    text = "The articles say the following:\n- Yerevan called on the International Court of Justice (ICJ) to order Baku to remove the checkpoint."
+    sentences = attribute(text, "Summarize", passages, mock_engine.embed)
+    assert [s.sentence.startswith("- Yerevan") for s in sentences.sentences] == [True]
