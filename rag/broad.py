@@ -3,11 +3,11 @@
 A lookup is answered from the few chunks that rank best; a summary from a ranking of 64-token
 chunks reads like a list of unrelated quotes, and how-to steps are cut at a chunk's edge. So:
 
-- summary, overview: the named document(s), or all of them ("the two articles"), or the one the
-  topic finds, read in order. A document longer than its share of the budget keeps the chunks
-  holding most of the topic's words (then its opening); with no topic, its opening (where
-  articles and manual pages say what they are about) for half of it and chunks spread evenly
-  over the rest; always in reading order;
+- summary, overview: the named document(s), or the one the topic finds ("the article about X"),
+  read whole; a document longer than its share of the budget keeps its opening (where articles
+  and manual pages say what they are about) for half of it and chunks spread evenly over the
+  rest. "What the documents say about X" reads, from each of the documents X finds, only the
+  chunks that hold X's words. Always in reading order;
 - comparison: the best passages for each compared side, each side given half the budget;
 - how-to, explanation: the best hits, each widened by its neighbouring chunks (the sentence-window
   idea of LlamaIndex's PrevNextNodePostprocessor, which needs the chunks in a docstore; ours live
@@ -75,23 +75,33 @@ def _documents(intent: Intent, retriever: Retriever, budget: int, filters: Filte
         sources = ranked[: _MAX_DOCUMENTS if intent.whole_corpus else 1]
     sources = sources[:_MAX_DOCUMENTS]
     share = budget // max(len(sources), 1)
-    passages = [p for s in sources for p in _read(retriever.index.document_chunks(s), share, intent.topic)]
+    # "the article about X": X finds the article, which is then read as a whole; "what the documents
+    # say about X": only the chunks about X, from each document
+    focus = intent.topic if intent.whole_corpus else ""
+    passages = [p for s in sources for p in _read(retriever.index.document_chunks(s), share, focus)]
+    if not passages and sources:  # no chunk holds the words: the best document, read whole
+        passages = _read(retriever.index.document_chunks(sources[0]), budget)
     return passages, best
 
 
-def _read(chunks: Sequence[TextNode], budget: int, topic: str) -> list[Passage]:
-    """A document's chunks in order within `budget`: all of them, or those richest in the topic's words, or its opening and a spread."""
+def _read(chunks: Sequence[TextNode], budget: int, focus: str = "") -> list[Passage]:
+    """A document's chunks in reading order within `budget`: with a focus, those holding its words
+    (most first; none when no chunk does); otherwise all, or the opening for half the budget and
+    chunks spread evenly over the rest."""
     costs = [count_tokens(c.get_content()) for c in chunks]
+    about = [i for i in range(len(chunks)) if term_coverage(focus, chunks[i].get_content()) > 0] if focus else []
+    if focus and not about:
+        return []
     keep: set[int] = set()
     used = 0
-    lead = budget if sum(costs) <= budget else 0 if topic else budget // 2
+    lead = 0 if about else budget if sum(costs) <= budget else budget // 2
     for i, cost in enumerate(costs):
         if used + cost > lead:
             break
         keep.add(i)
         used += cost
     rest = [i for i in range(len(chunks)) if i not in keep]
-    ranked = sorted(rest, key=lambda i: -term_coverage(topic, chunks[i].get_content())) if topic else _spread(rest)
+    ranked = sorted(about, key=lambda i: -term_coverage(focus, chunks[i].get_content())) if about else _spread(rest)
     for i in ranked:
         if used + costs[i] <= budget:
             keep.add(i)

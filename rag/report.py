@@ -142,9 +142,11 @@ def _kind_table(report: dict) -> str:
 
 def _by_kind(cases: list[dict]) -> str:
     """All cases, one folded section per question kind."""
-    kinds = dict.fromkeys(c.get("kind", "lookup") for c in cases)
-    return "".join(f"<details><summary>{html.escape(k)}: {sum(c.get('kind', 'lookup') == k for c in cases)} cases</summary>"
-                   f"{_case_rows([c for c in cases if c.get('kind', 'lookup') == k])}</details>" for k in kinds)
+    groups: dict[str, list[dict]] = {}
+    for case in cases:
+        groups.setdefault(case.get("kind", "lookup"), []).append(case)
+    return "".join(f"<details><summary>{html.escape(kind)}: {len(group)} case{'s' * (len(group) != 1)}</summary>{_case_rows(group)}</details>"
+                   for kind, group in groups.items())
 
 
 def _sentences(case: dict) -> str:

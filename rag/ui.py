@@ -139,7 +139,8 @@ def draw_answer(answer: Answer, key: str, options: ViewOptions) -> None:
                 st.html(_box(html.escape(p.text)))
     timing = answer.timings
     first = f"first token {timing.first_token_s:.1f} s · " if timing.first_token_s is not None else ""
-    st.caption(escape_md(f"{answer.backend.llm} · {first}total {timing.total_s:.1f} s"))
+    kind = f"{answer.kind} of {', '.join(dict.fromkeys(p.source for p in answer.passages))} · " if answer.kind != "lookup" and answer.passages else ""
+    st.caption(escape_md(f"{kind}{answer.backend.llm} · {first}total {timing.total_s:.1f} s"))
 
 
 def draw_sentence_states(answer: Answer) -> None:

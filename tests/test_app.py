@@ -57,6 +57,7 @@ def test_a_summary_is_shown_as_bullets_each_on_its_line(app):
     [answer] = [m.value for m in app.chat_message[1].markdown if plain(m.value).startswith("- ")]
     bullets = answer.split("  \n")
     assert len(bullets) == 3 and all(plain(b).startswith("- ") for b in bullets)
+    assert "summary of 000_ee4045ecc5c71559.txt · " in _texts(app)  # what it read, in the muted line under the answer
 
 
 def test_follow_up_and_new_chat(app):

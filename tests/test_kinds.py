@@ -168,6 +168,10 @@ def test_eval_scores_key_points_and_reports_each_kind(mock_engine, tmp_path):
     by_kind = report["summary"]["by_kind"]
     assert set(by_kind) == {"summary", "lookup"} and by_kind["summary"]["refusal_accuracy"] == 1.0
     assert report["summary"]["kind_accuracy"] == 1.0
+    from rag.report import render_html
+
+    page = render_html(report)
+    assert "By kind of question" in page and "<summary>summary: 2 cases</summary>" in page and "<summary>lookup: 1 case</summary>" in page
     limits = tmp_path / "limits.toml"
     limits.write_text('[min]\n"by_kind.summary.refusal_accuracy" = 1.0\n"by_kind.lookup.correct" = 1.0\n', encoding="utf-8")
     assert check_thresholds(report["summary"], limits) == []
@@ -211,3 +215,13 @@ def test_a_lead_in_to_a_list_is_not_a_claim(mock_engine):
     text = "The articles say the following:\n- Yerevan called on the International Court of Justice (ICJ) to order Baku to remove the checkpoint."
     sentences = attribute(text, "Summarize", passages, mock_engine.embed)
     assert [s.sentence.startswith("- Yerevan") for s in sentences.sentences] == [True]
+
+
+def test_what_the_documents_say_about_a_topic_reads_only_the_chunks_about_it(mock_engine):
+    from rag.broad import broad_context
+
+    question = "Summarize what the documents say about the Lachin Corridor."
+    intent = classify(question, mock_engine.index.titles())
+    found = broad_context(intent, question, mock_engine.retriever, 500)
+    assert intent.whole_corpus and found.passages
+    assert all("lachin" in p.text.lower() or "corridor" in p.text.lower() for p in found.passages)
