@@ -24,7 +24,7 @@ from typing import Sequence
 from llama_index.core.schema import TextNode
 
 from rag.kinds import Intent, Kind, topic_of, without_filler
-from rag.retrieve import Filters, Retrieval, Retriever, _to_passage, count_tokens, term_coverage
+from rag.retrieve import Filters, Retrieval, Retriever, to_passage, count_tokens, term_coverage
 from rag.schema import Passage
 
 # How many documents a topic-found summary reads: one ("the article about X") unless the question asks for more.
@@ -106,7 +106,7 @@ def _read(chunks: Sequence[TextNode], budget: int, focus: str = "") -> list[Pass
         if used + costs[i] <= budget:
             keep.add(i)
             used += costs[i]
-    return [_to_passage(chunks[i], 1.0) for i in sorted(keep)]
+    return [to_passage(chunks[i], 1.0) for i in sorted(keep)]
 
 
 def side_queries(question: str, sides: tuple[str, str]) -> tuple[str, str]:
@@ -116,7 +116,8 @@ def side_queries(question: str, sides: tuple[str, str]) -> tuple[str, str]:
     rest = question
     for side in sides:
         rest = rest.replace(side, " ")
-    return without_filler(f"{sides[0]} {topic_of(rest)}"), without_filler(f"{sides[1]} {topic_of(rest)}")
+    rest = topic_of(rest)
+    return without_filler(f"{sides[0]} {rest}"), without_filler(f"{sides[1]} {rest}")
 
 
 def _spread(indices: list[int]) -> list[int]:
@@ -151,13 +152,15 @@ def _windows(question: str, retriever: Retriever, budget: int, filters: Filters 
     for hit in found.passages[:_WINDOW_HITS]:
         chunks = retriever.index.document_chunks(hit.source)
         at = next((i for i, c in enumerate(chunks) if c.node_id == hit.node_id), None)
-        window = [hit] if at is None else [_to_passage(c, hit.score) for c in chunks[max(at - 1, 0): at + 2]]
+        window = [hit] if at is None else [to_passage(c, hit.score) for c in chunks[max(at - 1, 0): at + 2]]
         for passage in _within(window, share):
             chosen.setdefault(passage.node_id, passage)
     return list(chosen.values()), found.best_score
 
 
 def _within(passages: Sequence[Passage], budget: int) -> list[Passage]:
+    """The leading passages that fit `budget`. Unlike retrieve.fit_budget, which skips a passage that
+    does not fit and tries the next, it stops there: a window around a hit stays contiguous."""
     kept, used = [], 0
     for passage in passages:
         cost = count_tokens(passage.text)

@@ -140,7 +140,7 @@ class Retriever:
         if cfg.rerank:
             fused = {i: s * (1 + term_coverage(question, found[i][0].get_content())) for i, s in fused.items()}
         order = sorted(fused, key=fused.get, reverse=True)[: cfg.candidates]
-        passages = [_to_passage(*found[node_id]) for node_id in order]
+        passages = [to_passage(*found[node_id]) for node_id in order]
         best = max((p.score for p in passages), default=-1.0)
         # a keyword match with no semantic relation spends budget and can carry stray instructions
         passages = [p for p in passages if p.score >= cfg.min_passage_score or p.score == best]
@@ -180,7 +180,7 @@ class Retriever:
         return scores
 
 
-def _to_passage(node: BaseNode, score: float) -> Passage:
+def to_passage(node: BaseNode, score: float) -> Passage:
     meta = node.metadata
     return Passage(
         n=0,
