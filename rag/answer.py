@@ -37,7 +37,7 @@ from rag.grounding import Verdict, judge
 from rag.kinds import Intent, Kind, classify
 from rag.broad import broad_context
 from rag.errors import BackendError, CorpusError, QuestionError
-from rag.retrieve import Filters, Retrieval
+from rag.retrieve import Filters, Part, Retrieval
 from rag.schema import Answer, Grounding, Passage, RetrievedRef, SentenceCheck, Timings, Turn
 from rag.verify import NoLogprobs, check_sentences
 from rag.worker import LocalModel
@@ -87,10 +87,17 @@ def is_yes_no(question: str) -> bool:
 FORM_HINTS = {
     Kind.SUMMARY: "Answer with three or four bullet points, one line each starting with '- ', each stating one main point of the passages.",
     Kind.OVERVIEW: "Answer with three or four bullet points, one line each starting with '- ', each stating one topic the passages cover and what they say about it.",
-    Kind.COMPARISON: "For each compared thing, state in one or two sentences the facts the passages give about it; then say in one sentence how they differ.",
+    Kind.COMPARISON: "Answer in two or three sentences, each stating one fact the passages give about it.",  # asked once per side
     Kind.HOWTO: "Answer with numbered steps, one line each ('1. '), keeping commands and code exactly as the passages write them.",
     Kind.EXPLANATION: "Answer with a paragraph of three or four sentences, each stating one fact from the passages.",
 }
+
+
+# Asked for three or four bullets, the 1.5B model often writes eight, until the output limit
+# (an overview took 24 s, p50): a list answer stops after this many items.
+MOST_ITEMS = {Kind.SUMMARY: 5, Kind.OVERVIEW: 5, Kind.HOWTO: 8}
+
+PART_BREAK = "\n\n"  # between the labelled parts of a comparison
 
 
 def build_messages(question: str, passages: Sequence[Passage], kind: Kind = Kind.LOOKUP) -> list[ChatMessage]:
@@ -139,6 +146,7 @@ class AnswerStream:
         self.prompt_tokens: int | None = None
         self.dropped: list[int] = []
         self.checks: list[SentenceCheck] = []
+        self.part_texts: list[str] = []  # a comparison's answer per part, as written
         self.support_check = ""
         self.intent = Intent(Kind.LOOKUP)
 
@@ -160,10 +168,10 @@ class AnswerStream:
             yield REFUSAL
             return
         draft = ""
-        for delta in self._generate(standalone, retrieval.passages):
+        for delta in self._generate_parts(standalone, retrieval):
             draft += delta
             yield delta
-        self.answer = self._finish(standalone, retrieval.passages, draft)
+        self.answer = self._finish(standalone, retrieval.passages, self._kept_parts(draft, retrieval.parts))
 
     @property
     def _where(self) -> str:
@@ -194,22 +202,59 @@ class AnswerStream:
         self.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         return retrieval
 
-    def _generate(self, question: str, passages: list[Passage]) -> Iterator[str]:
-        messages = build_messages(question, passages, self.intent.kind)
-        self.prompt_tokens = prompt_tokens(self.engine.llm, messages)
+    def _generate_parts(self, question: str, retrieval: Retrieval) -> Iterator[str]:
+        """The answer in one go, or (a comparison) each part's answer under its label, in turn."""
         limit = self.engine.settings.answer.broad_max_tokens if self.intent.kind.broad else None
+        if not retrieval.parts:
+            yield from self._generate(question, retrieval.passages, limit)
+            return
+        for i, part in enumerate(retrieval.parts):
+            yield f"{PART_BREAK if i else ''}{part.label}:\n"
+            text = ""
+            share = (limit or 0) // len(retrieval.parts) or None
+            for delta in self._generate(part.question, part.passages, share, Kind(part.form)):
+                text += delta
+                yield delta
+            self.part_texts.append(text.strip())
+
+    def _kept_parts(self, draft: str, parts: Sequence[Part]) -> str:
+        """A comparison without the parts the model found nothing for, each named in a notice;
+        a refusal when no part is left."""
+        if not parts:
+            return draft
+        kept = []
+        for part, text in zip(parts, self.part_texts):
+            if opens_with_refusal(strip_markers(text)[0]):
+                self.notices.append(f"Nothing was found in the documents for “{part.label}”.")
+            else:
+                kept.append(f"{part.label}:\n{text}")
+        return PART_BREAK.join(kept) if kept else REFUSAL
+
+    def _generate(self, question: str, passages: list[Passage], limit: int | None, kind: Kind | None = None) -> Iterator[str]:
+        messages = build_messages(question, passages, kind or self.intent.kind)
+        self.prompt_tokens = max(prompt_tokens(self.engine.llm, messages) or 0, self.prompt_tokens or 0) or None
         llm = sized(self.engine.llm, limit)
         with self.engine.generation_lock:
             t0 = time.perf_counter()
             stream = _call(lambda: llm.stream_chat(messages, **({"max_tokens": limit} if limit else {})), self._where)
             ended = None  # None: the backend does not report why it stopped
-            for chunk in _guard(stream, self._where):
+            text, most = "", MOST_ITEMS.get(kind or self.intent.kind)
+            chunks = _guard(stream, self._where)
+            for chunk in chunks:
                 ended = _finish_reason(chunk.raw) if ended is None or ended is False else ended
                 if chunk.delta:
                     if self.timings.first_token_s is None:
                         self.timings.first_token_s = round(time.perf_counter() - self.started, 3)
-                    yield chunk.delta
-            self.timings.generate_s = round(time.perf_counter() - t0, 3)
+                    cut = _past_items(text + chunk.delta, most) if most else None
+                    delta = chunk.delta if cut is None else (text + chunk.delta)[len(text):cut]
+                    text += delta
+                    if delta:
+                        yield delta
+                    if cut is not None:  # enough items: stop the model rather than wait for its limit
+                        chunks.close()
+                        ended = True
+                        break
+            self.timings.generate_s = round(self.timings.generate_s + time.perf_counter() - t0, 3)
         if ended is False:
             raise BackendError(f"{self._where} stopped sending mid-answer (no end-of-answer marker): the answer was cut off. Ask again.")
 
@@ -318,18 +363,32 @@ def _finish_reason(raw) -> bool | None:  # noqa: ANN001
 
 
 def _guard(stream, where: str):  # noqa: ANN001, ANN202
-    """Iterate a backend's stream; a failure mid-stream becomes a BackendError."""
+    """Iterate a backend's stream; a failure mid-stream becomes a BackendError. Closed early, it
+    closes the stream (the local model stops, a server's response is dropped)."""
     iterator = iter(stream)
-    while True:
-        try:
-            chunk = next(iterator)
-        except StopIteration:
-            return
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(explain_error(exc, where) + " The answer was cut off.") from exc
-        yield chunk
+    try:
+        while True:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(explain_error(exc, where) + " The answer was cut off.") from exc
+            yield chunk
+    finally:
+        if callable(close := getattr(iterator, "close", None)):
+            close()
+
+
+_ITEM = re.compile(r"^[ \t]*(?:[-*•]|\d{1,2}[.)])[ \t]", re.MULTILINE)
+
+
+def _past_items(text: str, most: int) -> int | None:
+    """Where a list answer's item beyond the `most`-th starts (the line break before it), if it has one."""
+    starts = [m.start() for m in _ITEM.finditer(text)]
+    return text.rfind("\n", 0, starts[most]) if len(starts) > most else None
 
 
 def warm_up(engine: Engine) -> float:

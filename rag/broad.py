@@ -8,7 +8,10 @@ chunks reads like a list of unrelated quotes, and how-to steps are cut at a chun
   and manual pages say what they are about) for half of it and chunks spread evenly over the
   rest. "What the documents say about X" reads, from each of the documents X finds, only the
   chunks that hold X's words. Always in reading order;
-- comparison: the best passages for each compared side, each side given half the budget;
+- comparison: the best passages for each compared side (or each compared document), each given
+  its share of the budget and answered on its own (a `Part`): asked to compare, the 1.5B model
+  wrote "The first article mentions…" or the same sentence twice, once per side (1 of 5 seed
+  comparisons correct), so each side gets its own short answer under its own label;
 - how-to, explanation: the best hits, each widened by its neighbouring chunks (the sentence-window
   idea of LlamaIndex's PrevNextNodePostprocessor, which needs the chunks in a docstore; ours live
   in Chroma, so the neighbours come from `Index.document_chunks`).
@@ -24,7 +27,7 @@ from typing import Sequence
 from llama_index.core.schema import TextNode
 
 from rag.kinds import Intent, Kind, topic_of, without_filler
-from rag.retrieve import Filters, Retrieval, Retriever, to_passage, count_tokens, term_coverage
+from rag.retrieve import Filters, Part, Retrieval, Retriever, to_passage, count_tokens, term_coverage
 from rag.schema import Passage
 
 # How many documents a topic-found summary reads: one ("the article about X") unless the question asks for more.
@@ -41,7 +44,9 @@ _SIDES = [
 
 
 # Where the second side ends and the rest of the question goes on ("the EU | have done to help").
-_SIDE_END = re.compile(r"\s+(?:have|has|had|did|do|does|is|are|was|were|on|in|about|regarding|when|for)\s.*$|,.*$", re.I)
+# A verb in -ed ends it too ("Pashinyan | described the prospects"), unless it follows an article ("the revised plan").
+_SIDE_END = re.compile(r"\s+(?:have|has|had|did|do|does|is|are|was|were|on|in|about|regarding|when|for)\s.*$|,.*$"
+                       r"|(?<!\bthe)(?<!\ban)(?<!\ba)\s+\w{3,}ed\s.*$", re.I)
 _SIDE_START = re.compile(r"^(?:what|how|which|who)\s+", re.I)
 
 
@@ -55,11 +60,22 @@ def comparison_sides(question: str) -> tuple[str, str] | None:
 
 def broad_context(intent: Intent, question: str, retriever: Retriever, budget: int, filters: Filters | None = None) -> Retrieval:
     """Numbered passages for a broad question, within `budget` tokens; best_score is the relevance gate's input."""
-    if intent.kind in (Kind.SUMMARY, Kind.OVERVIEW) or (intent.kind is Kind.COMPARISON and (intent.whole_corpus or len(intent.documents) > 1)):
-        return _numbered(*_documents(intent, retriever, budget, filters))
+    by_document = intent.kind is Kind.COMPARISON and (intent.whole_corpus or len(intent.documents) > 1)
+    if intent.kind in (Kind.SUMMARY, Kind.OVERVIEW) or by_document:
+        passages, best = _documents(intent, retriever, budget, filters)
+        return _numbered(passages, best, _document_parts(intent, passages, retriever) if by_document else [])
     if intent.kind is Kind.COMPARISON and (sides := comparison_sides(question)):
         return _numbered(*_sides_context(question, sides, retriever, budget, filters))
     return _numbered(*_windows(question, retriever, budget, filters))
+
+
+def _document_parts(intent: Intent, passages: list[Passage], retriever: Retriever) -> list[Part]:
+    """One part per compared document, labelled with its title; a single document is no comparison."""
+    titles = retriever.index.titles()
+    sources = list(dict.fromkeys(p.source for p in passages))
+    about = f" about {intent.topic}" if intent.topic else ""
+    return [Part(titles.get(s, s), f"What are the main points of these passages{about}?", [p for p in passages if p.source == s],
+                 Kind.SUMMARY.value) for s in sources] if len(sources) > 1 else []
 
 
 def _documents(intent: Intent, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:
@@ -113,11 +129,15 @@ def side_queries(question: str, sides: tuple[str, str]) -> tuple[str, str]:
     """Each side searched with the rest of the question, without the other side: "Compare what the US
     and the EU have done to help" looks for "US have done help" and "EU have done help" ("US"
     alone is too short a query for the embeddings: best similarity 0.26 on the seeds)."""
-    rest = question
-    for side in sides:
-        rest = rest.replace(side, " ")
-    rest = topic_of(rest)
+    rest = _rest(question, sides)
     return without_filler(f"{sides[0]} {rest}"), without_filler(f"{sides[1]} {rest}")
+
+
+def _rest(question: str, sides: tuple[str, str]) -> str:
+    """The question's subject words besides the two sides ("have done help")."""
+    for side in sides:
+        question = question.replace(side, " ")
+    return topic_of(question)
 
 
 def _spread(indices: list[int]) -> list[int]:
@@ -133,16 +153,28 @@ def _spread(indices: list[int]) -> list[int]:
 
 
 def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, budget: int,
-                   filters: Filters | None) -> tuple[list[Passage], float]:
-    """Half the budget for each side. The gate: the question must find something, and so must one
-    side at least (a side's query is short, so its similarity runs low)."""
-    passages: list[Passage] = []
+                   filters: Filters | None) -> tuple[list[Passage], float, list[Part]]:
+    """Half the budget for each side, and a part each: first the passages the whole question finds
+    that name the side (where a page sets the two side by side), then those the side's own query
+    finds. The gate: the question must find something, and so must one side at least (a side's
+    query is short, so its similarity runs low)."""
+    whole = retriever.retrieve(question, filters=filters)
+    parts: list[Part] = []
     side_best = -1.0
-    for side in side_queries(question, sides):
-        found = retriever.retrieve(side, filters=filters)
+    rest = _rest(question, sides)
+    for side, query in zip(sides, side_queries(question, sides)):
+        found = retriever.retrieve(query, filters=filters)
         side_best = max(side_best, found.best_score)
-        passages += _within([p for p in found.passages if p.node_id not in {q.node_id for q in passages}], budget // 2)
-    return passages, min(retriever.retrieve(question, filters=filters).best_score, side_best)
+        named = [p for p in whole.passages if term_coverage(side, p.text) == 1.0]
+        ranked: dict[str, Passage] = {}
+        for passage in [*named, *found.passages]:
+            ranked.setdefault(passage.node_id, passage)
+        ask = f"What do the passages say about {side}" + (f" ({rest})" if rest else "") + "?"
+        parts.append(Part(side[:1].upper() + side[1:], ask, _within(list(ranked.values()), budget // 2)))
+    unique: dict[str, Passage] = {}
+    for part in parts:  # a passage both sides found is one passage, under one number
+        part.passages = [unique.setdefault(p.node_id, p) for p in part.passages]
+    return list(unique.values()), min(whole.best_score, side_best), parts
 
 
 def _windows(question: str, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:
@@ -171,7 +203,8 @@ def _within(passages: Sequence[Passage], budget: int) -> list[Passage]:
     return kept
 
 
-def _numbered(passages: list[Passage], best: float) -> Retrieval:
+def _numbered(passages: list[Passage], best: float, parts: list[Part] | None = None) -> Retrieval:
+    """Number the passages once: a part's prompt shows its passages under these same numbers."""
     for n, passage in enumerate(passages, start=1):
         passage.n = n
-    return Retrieval(passages, best)
+    return Retrieval(passages, best, parts or [])

@@ -105,9 +105,20 @@ def term_coverage(question: str, text: str) -> float:
 
 
 @dataclass
+class Part:
+    """Passages answered on their own, under a label: one side of a comparison."""
+
+    label: str  # "The US", or a document's title
+    question: str  # what the model is asked about this part
+    passages: list[Passage]
+    form: str = "comparison"  # the kind whose answer form it takes (rag.kinds.Kind's value)
+
+
+@dataclass
 class Retrieval:
     passages: list[Passage]
     best_score: float  # best cosine similarity among all candidates: the relevance gate
+    parts: list[Part] = field(default_factory=list)  # empty: all passages answer the question at once
 
 
 class Retriever:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rag.answer import FORM_HINTS, ask, build_messages
+from rag.backends import ExtractiveMockLLM
+from rag.citations import REFUSAL
 from rag.broad import comparison_sides
 from rag.grounding import question_words
 from rag.kinds import Kind, classify, named_documents, topic_of
@@ -225,3 +228,80 @@ def test_what_the_documents_say_about_a_topic_reads_only_the_chunks_about_it(moc
     found = broad_context(intent, question, mock_engine.retriever, 500)
     assert intent.whole_corpus and found.passages
     assert all("lachin" in p.text.lower() or "corridor" in p.text.lower() for p in found.passages)
+
+
+COMPARE = "Compare what the US and the EU have done to help."
+
+
+def test_a_comparison_answers_each_side_on_its_own_under_its_label(mock_engine):
+    answer = ask(mock_engine, COMPARE)
+    assert answer.kind == "comparison" and not answer.refused, answer.refusal_reason
+    us, eu = answer.answer.split("\n\n")
+    assert us.startswith("The US:\n") and eu.startswith("The EU:\n")
+    assert "US" in us.split(":\n", 1)[1] and all(c.supported for c in answer.sentences)
+    assert [p.n for p in answer.passages] == list(range(1, len(answer.passages) + 1))  # one numbering for both sides
+
+
+class KnowsNothingAbout(ExtractiveMockLLM):
+    """The mock, refusing the parts whose question names one of `sides`."""
+
+    sides: tuple[str, ...] = ()
+
+    def _answer(self, prompt: str) -> str:  # type: ignore[override]
+        question = prompt.rsplit("Question:", 1)[-1]
+        return REFUSAL if any(f"about {side}" in question for side in self.sides) else ExtractiveMockLLM._answer(prompt)
+
+
+def test_a_side_the_documents_say_nothing_about_is_left_out_and_named(make_settings, embedder):
+    from rag.engine import build_engine
+
+    llm = KnowsNothingAbout(sides=("the EU",))
+    answer = ask(build_engine(make_settings(), llm=llm, embed_model=embedder), COMPARE)
+    assert not answer.refused and answer.answer.startswith("The US:\n") and "The EU:" not in answer.answer
+    assert "Nothing was found in the documents for “The EU”." in answer.notices
+
+
+def test_a_comparison_with_no_side_found_is_a_refusal(make_settings, embedder):
+    from rag.engine import build_engine
+
+    llm = KnowsNothingAbout(sides=("the US", "the EU"))
+    answer = ask(build_engine(make_settings(), llm=llm, embed_model=embedder), COMPARE)
+    assert answer.refused and answer.answer == REFUSAL
+
+
+def test_a_comparison_of_the_documents_summarises_each_under_its_title(mock_engine):
+    answer = ask(mock_engine, "How do the two articles differ?")
+    titles = mock_engine.index.titles()
+    blocks = answer.answer.split("\n\n")
+    assert not answer.refused and [b.split(":\n", 1)[0] for b in blocks] == [titles[FIRST], titles[SECOND]]
+    assert all(line.startswith("- ") for b in blocks for line in b.split(":\n", 1)[1].splitlines())
+
+
+class EightBullets(ExtractiveMockLLM):
+    """Writes the first sentence of each passage as a bullet, eight at most, and counts what was read of it."""
+
+    read: list[str] = []
+
+    def _answer(self, prompt: str) -> str:  # type: ignore[override]
+        lines = re.findall(r"^\[\d+\]\s*(.+)$", prompt, re.MULTILINE)
+        firsts = [re.split(r"(?<=[.!?])\s+", line)[0] for line in lines[:8]]
+        return "\n".join(f"- {sentence}" for sentence in firsts)
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs):  # type: ignore[override]
+        for response in super().stream_complete(prompt, formatted, **kwargs):
+            self.read.append(response.delta)
+            yield response
+
+
+def test_a_summary_stops_after_five_bullets_and_stops_the_model(make_settings, embedder):
+    from rag.engine import build_engine
+
+    llm = EightBullets()
+    answer = ask(build_engine(make_settings(), llm=llm, embed_model=embedder), f"Summarize {FIRST}.")
+    assert len(answer.passages) >= 8 and not answer.refused, answer.refusal_reason
+    assert len([line for line in answer.answer.splitlines() if line.startswith("- ")]) == 5
+    assert len(llm.read) < len(re.findall(r"\S+\s*", llm._answer(_prompt_of(answer))))  # the model was not read to its end
+
+
+def _prompt_of(answer) -> str:
+    return "\n".join(f"[{p.n}] {p.text}" for p in answer.passages)
