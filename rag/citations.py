@@ -85,15 +85,16 @@ def content_terms(text: str) -> set[str]:
 
 def key_facts(text: str) -> set[str]:
     """Numbers and proper names: the facts a model invents when it answers from memory."""
-    found: set[str] = set()
+    return {normalize_number(w) if w[0].isdigit() else _stemmer().stemWord(w.lower()) for w in fact_words(text)}
+
+
+def fact_words(text: str) -> list[str]:
+    """The numbers and proper names of `text` as written, in order, each once."""
     words = tokens(text)
     stop = _stopwords()
-    for i, word in enumerate(words):
-        if word[0].isdigit():
-            found.add(normalize_number(word))
-        elif word[0].isupper() and word.lower() not in stop and (i > 0 or len(word) > 1):
-            found.add(_stemmer().stemWord(word.lower()))
-    return found
+    found = [w for i, w in enumerate(words)
+             if w[0].isdigit() or (w[0].isupper() and w.lower() not in stop and (i > 0 or len(w) > 1))]
+    return list(dict.fromkeys(found))
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

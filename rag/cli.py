@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="chat in the terminal (follow-ups use the history)")
     _common(p)
+    p.add_argument("--resume", metavar="ID", help="continue a kept conversation (from the app's ?c=ID, or --list)")
+    p.add_argument("--list", action="store_true", help="list the kept conversations and leave")
     _filter_flags(p)
 
     p = sub.add_parser("doctor", help="print the configuration and check every backend")
@@ -98,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-llm", help="LLM-as-judge backend (enables faithfulness/correctness metrics)")
     p.add_argument("--judge-model", help="the judge's model")
     p.add_argument("--judge-base-url", help="the judge's server")
+
+    p = sub.add_parser("feedback", help="the 👍/👎 given in the app: list them, or export them as test cases")
+    _common(p)
+    p.add_argument("action", choices=["list", "export"])
+    p.add_argument("--to", type=Path, help="export: the YAML test set to write (e.g. eval/feedback.yaml)")
     return parser
 
 
@@ -208,32 +215,46 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    """A terminal chat, kept like the app's (rag.conversations): --resume ID continues one, --list shows them."""
+    from rag.conversations import Conversation, ConversationStore
+
     settings = _settings(args)
+    store = ConversationStore(settings.chroma.path)
+    if args.list:
+        for conv in store.list():
+            print(f"{conv.id}  {conv.updated_at}  {conv.title}")
+        return 0
+    conversation = store.get(args.resume) if args.resume else Conversation()
     engine = _engine(settings, warm=True)
-    history: list[Turn] = []
+    if conversation.messages:
+        print(f"Resuming “{conversation.title}” ({len(conversation.messages) // 2} questions so far).")
     print("Ask about the documents. /new starts over, /quit (or Ctrl-D) leaves.")
     while True:
         try:
             question = input("\nyou> ").strip()
         except EOFError:
             print()
-            return 0
+            break
         if question in ("/quit", "/exit"):
-            return 0
+            break
         if question == "/new":
-            history.clear()
+            conversation = Conversation()
             print("(new conversation)")
             continue
         if not question:
             continue
         print("bot> ", end="", flush=True)
         try:
-            answer = _stream(engine, question, history, show=True, filters=_filters(args))
+            answer = _stream(engine, question, conversation.history(), show=True, filters=_filters(args))
         except RagError as exc:
             print(f"\nError: {exc}")
             continue
         print_answer(answer)
-        history += [Turn(role="user", content=question), Turn(role="assistant", content=answer.answer)]
+        conversation.add(question, answer)
+        store.save(conversation)
+    if conversation.messages:
+        print(f"Kept as {conversation.id}: `rag chat --resume {conversation.id}` continues it.")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -320,6 +341,9 @@ def _print_support(report: dict) -> None:
     print(f"Support check: {summary.get('support_check', '?')}")
     print(f"Wrong answers shown with every sentence ✅: {summary['wrong_but_verified']} of {len(shown)} shown answers"
           + (f" ({', '.join(summary['wrong_but_verified_ids'])})" if summary["wrong_but_verified_ids"] else ""))
+    if summary.get("stale_cases"):
+        stale = [f"{c['id']} ({', '.join(c['stale'])})" for c in report["cases"] if c.get("stale")]
+        print(f"Stale cases (a document they rest on changed since they were written): {'; '.join(stale)}")
     if "support_pairs" in summary:
         print(f"Labelled support pairs: {summary['support_pairs']}")
     if "verifier_pairs" in summary:
@@ -342,7 +366,34 @@ def summary_table(report: dict, baseline: dict | None, metrics: list) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "doctor": cmd_doctor, "eval": cmd_eval}
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """List the feedback records, or write them as a test set `rag eval` runs (no model is loaded)."""
+    from rag.errors import ConfigError
+    from rag.feedback import FeedbackStore, describe, export_cases, write_cases
+    from rag.index import stored_source_hashes
+
+    settings = _settings(args)
+    records = FeedbackStore(settings.chroma.path).records()
+    current = stored_source_hashes(settings)
+    if args.action == "list":
+        for record in records:
+            print(describe(record, current))
+        print(f"{len(records)} feedback records in {settings.chroma.path}")
+        return 0
+    if args.to is None:
+        raise ConfigError("`rag feedback export` needs --to FILE, e.g. --to eval/feedback.yaml")
+    export = export_cases(records)
+    for record_id, why in export.skipped.items():
+        print(f"#{record_id} skipped: {why}")
+    if not export.cases:
+        print("No feedback record makes a test case yet: nothing was written.")
+        return 1
+    write_cases(args.to, export.cases)
+    print(f"{len(export.cases)} cases written to {args.to}; run them with `rag eval --testset {args.to}`")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "doctor": cmd_doctor, "eval": cmd_eval, "feedback": cmd_feedback}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,10 @@ class Case(BaseModel):
     key_points: list[str] = Field(
         default_factory=list, description="Broad questions: the points a good answer makes, each a keyword with |-separated alternatives."
     )
+    source_hashes: dict[str, str] = Field(
+        default_factory=dict, description="Content hash of each document the case rests on when it was written (cases from feedback): "
+        "a document changed since makes the case stale."
+    )
 
 
 def load_testset(path: Path) -> list[Case]:
@@ -135,6 +139,7 @@ class CaseResult(BaseModel):
     key_points_missing: list[str] = Field(default_factory=list)
     key_point_coverage: float | None = None
     all_supported: bool | None = None  # shown, and every sentence ✅
+    stale: list[str] = Field(default_factory=list, description="Documents the case rests on that changed since it was written.")
 
 
 # A broad answer is correct when it makes at least this share of its case's key points (and every expected keyword).
@@ -305,6 +310,11 @@ def run_cases(
     return {"summary": summarize(results), "cases": [r.model_dump() for r in results]}
 
 
+def stale_sources(hashes: dict[str, str], current: dict[str, str]) -> list[str]:
+    """The documents a case (or a feedback record) rests on that changed or left the corpus since it was written."""
+    return [source for source, digest in hashes.items() if current.get(source) != digest]
+
+
 def evaluate(
     engine,  # noqa: ANN001 - rag.engine.Engine (imported lazily: the scorer needs no models)
     cases: Sequence[Case],
@@ -320,6 +330,10 @@ def evaluate(
     # folder) only leaves the verifier unmeasured, and the summary says so.
     pairs = load_pairs(path) if path is not None and path.exists() else []
     report = run_cases(cases, lambda case: ask(engine, case.question, case.history), engine.embed, progress, judge)
+    current = engine.index.source_hashes()
+    for case, row in zip(cases, report["cases"]):
+        row["stale"] = stale_sources(case.source_hashes, current)
+    report["summary"]["stale_cases"] = sum(bool(row["stale"]) for row in report["cases"])
     report["pipeline"] = {"name": "rag", "backend": engine.backend.model_dump()}
     report["summary"].update(verifier_metrics(engine, pairs))
     if path is not None and not path.exists():

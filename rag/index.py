@@ -137,6 +137,10 @@ class Index:
         docs = self.documents().values()
         return {str(d.metadata.get("file_name")): str(d.metadata.get("title") or d.metadata.get("file_name")) for d in docs}
 
+    def source_hashes(self) -> dict[str, str]:
+        """Each indexed file's content hash: what tells a feedback case that its documents changed."""
+        return _source_hashes(self.docstore)
+
     def document_chunks(self, source: str) -> list[TextNode]:
         """One file's chunks in reading order: a summary reads the document, not a ranking of it."""
         got = self.collection.get(where={"file_name": source}, include=["documents", "metadatas"])
@@ -190,6 +194,15 @@ def _bm25_class():  # noqa: ANN202
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return BM25Retriever
+
+
+def _source_hashes(docstore: SimpleDocumentStore) -> dict[str, str]:
+    return {str(d.metadata.get("file_name")): d.hash for d in docstore.docs.values() if isinstance(d, Document)}
+
+
+def stored_source_hashes(settings: Settings) -> dict[str, str]:
+    """The indexed files' content hashes, read from the docstore alone (no Chroma, no models)."""
+    return _source_hashes(_load_docstore(_docstore_path(settings)))
 
 
 def _docstore_path(settings: Settings) -> Path:

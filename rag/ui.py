@@ -19,12 +19,15 @@ from llama_index.core.llms import LLM
 from pydantic import SecretStr
 
 from rag.answer import warm_up
+from rag.citations import is_lead_in
 from rag.backends import build_embedding, build_llm
 from rag.corpus import read_source
 from rag.engine import Engine, build_engine
 from rag.errors import RagError
 from rag.retrieve import Filters
-from rag.schema import Answer, Citation, Passage
+from rag.conversations import Conversation, ConversationStore, Message, to_json, to_markdown
+from rag.feedback import Feedback, Problem, give
+from rag.schema import Answer, Citation, Passage, Turn
 from rag.settings import EmbeddingSettings, Settings, load_settings
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'^%])")
@@ -35,6 +38,11 @@ def escape_md(text: str) -> str:
     """Text shown literally by st.markdown: every markdown/HTML-significant character escaped, and
     each line break kept (markdown joins single lines: a summary's bullets would run together)."""
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def answer_markdown(text: str) -> str:
+    """The answer shown literally, with a line that introduces what follows (a comparison's "The US:") in bold."""
+    return "  \n".join(f"**{escape_md(line)}**" if line.strip() and is_lead_in(line) else escape_md(line) for line in text.split("\n"))
 
 
 def highlight(text: str, spans: list[tuple[int, int]]) -> str:
@@ -127,7 +135,9 @@ def draw_answer(answer: Answer, key: str, options: ViewOptions) -> None:
     if answer.refused:
         draw_refusal(answer, key)
     else:
-        st.markdown(escape_md(answer.answer))
+        st.markdown(answer_markdown(answer.answer))
+        if answer.standalone_question:  # a follow-up: what it was searched as
+            st.caption(escape_md(f"Searched for: {answer.standalone_question}"))
         draw_sentence_states(answer)
         draw_sources(answer, key, options.corpus)
     for notice in answer.notices:
@@ -141,6 +151,94 @@ def draw_answer(answer: Answer, key: str, options: ViewOptions) -> None:
     first = f"first token {timing.first_token_s:.1f} s · " if timing.first_token_s is not None else ""
     kind = f"{answer.kind} of {', '.join(dict.fromkeys(p.source for p in answer.passages))} · " if answer.kind != "lookup" and answer.passages else ""
     st.caption(escape_md(f"{kind}{answer.backend.llm} · {first}total {timing.total_s:.1f} s"))
+
+
+def current_conversation(store: ConversationStore) -> Conversation:
+    """The conversation `?c=<id>` names (so it survives a reload and a restart), or the tab's new one."""
+    wanted = st.query_params.get("c")
+    held = st.session_state.get("conversation")
+    if held is not None and wanted in (None, held.id):
+        return held
+    found = store.load(wanted) if wanted else None
+    if wanted and found is None:
+        st.warning(escape_md(f"Conversation {wanted} is not kept here (deleted, or another index): a new one starts."), icon="🗨️")
+    return new_conversation() if found is None else _hold(found)
+
+
+def new_conversation() -> Conversation:
+    st.query_params.pop("c", None)
+    return _hold(Conversation())
+
+
+def _hold(conversation: Conversation) -> Conversation:
+    st.session_state.conversation = conversation
+    if conversation.messages:
+        st.query_params["c"] = conversation.id
+    return conversation
+
+
+def keep_answer(store: ConversationStore, conversation: Conversation, question: str, answer: Answer) -> Message:
+    """Add the question and answer to the conversation and store it; the URL names it from now on."""
+    reply = conversation.add(question, answer)
+    store.save(conversation)
+    st.query_params["c"] = conversation.id
+    return reply
+
+
+def draw_conversations(store: ConversationStore, current: Conversation) -> None:
+    """The kept conversations (open, rename, delete) and the current one's export."""
+    st.subheader("Conversations")
+    kept = store.list()
+    if not kept:
+        st.caption("None yet: each chat is kept from its first answer.")
+    for conv in kept[:50]:
+        name, rename, delete = st.columns([6, 1, 1], vertical_alignment="center")
+        marker = "▸ " if conv.id == current.id else ""
+        if name.button(escape_md(marker + conv.title), key=f"open-{conv.id}", use_container_width=True, type="tertiary"):
+            _hold(store.get(conv.id))
+            st.rerun()
+        if rename.button("✏️", key=f"rename-{conv.id}", help="Rename"):
+            st.session_state.renaming = conv.id
+        if delete.button("🗑️", key=f"delete-{conv.id}", help="Delete"):
+            store.delete(conv.id)
+            if conv.id == current.id:
+                new_conversation()
+            st.rerun()
+    if (renaming := st.session_state.get("renaming")) and (conv := store.load(renaming)):
+        with st.form("rename"):
+            title = st.text_input("New name", value=conv.title, max_chars=200, key="rename-title")
+            if st.form_submit_button("Rename"):
+                guarded(lambda: store.rename(renaming, title))
+                st.session_state.renaming = None
+                if renaming == current.id:
+                    _hold(store.get(renaming))
+                st.rerun()
+    if current.messages:
+        stem = re.sub(r"[^\w-]+", "-", current.title).strip("-")[:40] or "conversation"
+        st.download_button("Export as Markdown", to_markdown(current), f"{stem}.md", "text/markdown", icon="📝", use_container_width=True)
+        st.download_button("Export as JSON", to_json(current), f"{stem}.json", "application/json", icon="🧾", use_container_width=True)
+
+
+def draw_feedback(engine: Engine, answer: Answer, history: list[Turn], key: str, conversation_id: str = "") -> None:
+    """👍/👎 under an answer; 👎 asks what was wrong and, optionally, the correct answer. Every
+    rating is stored with what it takes to replay it (rag.feedback), to become a test case."""
+    saved = st.session_state.setdefault("feedback_saved", {})
+    if key in saved:
+        st.caption(escape_md(f"Feedback #{saved[key]} saved: `rag feedback export` turns it into a test case."))
+        return
+    rating = st.feedback("thumbs", key=f"rate-{key}")
+    if rating == 1:
+        saved[key] = give(engine.settings, answer, Feedback(rating=1), history, conversation_id, engine.index.source_hashes())
+        st.rerun()
+    if rating == 0:
+        with st.form(f"why-{key}"):
+            problem = st.radio("What was wrong?", list(Problem), format_func=lambda p: p.value.capitalize(), horizontal=True)
+            correction = st.text_area("The correct answer (optional)", max_chars=5000)
+            sources = st.multiselect("The right documents (optional)", sorted(engine.index.titles()))
+            if st.form_submit_button("Send feedback"):
+                fb = Feedback(rating=-1, problem=problem, correction=correction.strip(), sources=sources)
+                saved[key] = give(engine.settings, answer, fb, history, conversation_id, engine.index.source_hashes())
+                st.rerun()
 
 
 def draw_sentence_states(answer: Answer) -> None:

@@ -60,6 +60,77 @@ def test_a_summary_is_shown_as_bullets_each_on_its_line(app):
     assert "summary of 000_ee4045ecc5c71559.txt · " in _texts(app)  # what it read, in the muted line under the answer
 
 
+def test_a_comparison_shows_each_side_under_its_label_in_bold(app):
+    _ask(app, "Compare what the US and the EU have done to help.")
+    [answer] = [m.value for m in app.chat_message[1].markdown if "US" in m.value]
+    lines = [line.strip() for line in answer.splitlines() if line.strip()]
+    assert plain(lines[0]) == "**The US:**" and "**The EU:**" in [plain(line) for line in lines]
+    assert not any(line.startswith("**") for line in lines if "[" in line)  # the facts are plain text
+
+
+def test_thumbs_down_with_a_correction_is_stored_for_the_test_set(app, tmp_path):
+    from rag.feedback import FeedbackStore, Problem
+
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    app.feedback[0].set_value(0).run()  # 👎
+    form_radio = app.radio[0]
+    form_radio.set_value(Problem.WRONG_SOURCE)
+    app.text_area[0].set_value("Transport links through Armenian territory.")
+    app.multiselect[0].set_value(["001_1f22d8ffd3c24c03.txt"])
+    app.button(key="FormSubmitter:why-" + app.session_state["conversation"].messages[1].id + "-Send feedback").click().run()
+    assert not app.exception, app.exception
+    [record] = FeedbackStore(tmp_path / "index").records()
+    assert record.feedback.rating == -1 and record.feedback.problem is Problem.WRONG_SOURCE
+    assert record.feedback.correction == "Transport links through Armenian territory." and record.question.startswith("What did Pashinyan")
+    assert record.feedback.sources == ["001_1f22d8ffd3c24c03.txt"]
+    assert any("Feedback #1 saved" in plain(c.value) for c in app.caption)
+    assert not app.feedback  # the widget gave way to the note
+
+
+def test_thumbs_up_is_stored_at_once(app, tmp_path):
+    from rag.feedback import FeedbackStore
+
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    app.feedback[0].set_value(1).run()
+    assert [r.feedback.rating for r in FeedbackStore(tmp_path / "index").records()] == [1]
+
+
+def test_a_conversation_survives_a_reload_and_exports(app, tmp_path):
+    from rag.conversations import ConversationStore
+
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    _ask(app, "And what about the transport links?")
+    conversation_id = app.query_params["c"]
+    assert "Searched for:" in _texts(app)  # the follow-up shows what it was searched as
+    reloaded = AppTest.from_file(APP, default_timeout=120)  # a new session: a reload, or the app restarted
+    reloaded.query_params["c"] = conversation_id
+    reloaded.run()
+    assert not reloaded.exception, reloaded.exception
+    assert [m.name for m in reloaded.chat_message] == ["user", "assistant"] * 2
+    assert "transport links" in _texts(reloaded)
+    kept = ConversationStore(tmp_path / "index").get(conversation_id)
+    assert kept.title == "What did Pashinyan say Armenia was ready to unblock?"
+    assert any(plain(b.label).endswith(kept.title) for b in reloaded.button)  # listed in the sidebar
+    downloads = [e for e in reloaded.get("download_button")]
+    assert [d.proto.label for d in downloads] == ["Export as Markdown", "Export as JSON"]
+
+
+def test_a_conversation_is_renamed_and_deleted_from_the_sidebar(app, tmp_path):
+    from rag.conversations import ConversationStore
+
+    _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
+    app.run()  # the sidebar lists it from the next run
+    conversation_id = app.query_params["c"]
+    app.button(key=f"rename-{conversation_id}").click().run()
+    app.text_input(key="rename-title").set_value("Transport links")
+    app.button(key="FormSubmitter:rename-Rename").click().run()
+    assert ConversationStore(tmp_path / "index").get(conversation_id).title == "Transport links"
+    app.button(key=f"delete-{conversation_id}").click().run()
+    assert not app.exception, app.exception
+    assert ConversationStore(tmp_path / "index").list() == [] and "c" not in app.query_params
+    assert not app.chat_message  # a new chat
+
+
 def test_follow_up_and_new_chat(app):
     _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
     _ask(app, "What did he say about progress?")
