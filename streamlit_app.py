@@ -9,7 +9,8 @@ from rag.conversations import ConversationStore
 from rag.errors import RagError
 from rag.settings import load_settings
 from rag.ui import (ViewOptions, choose_filters, choose_llm, current_conversation, draw_answer, draw_conversations, draw_corpus,
-                    draw_feedback, error_box, escape_md, get_engine, keep_answer, new_conversation, reindex, stream_escaped)
+                    draw_feedback, draw_upload, error_box, escape_md, get_engine, keep_answer, new_conversation, reindex,
+                    stream_escaped)
 
 st.set_page_config(page_title="Ask the documents", page_icon="📚", layout="wide")
 
@@ -49,6 +50,7 @@ with st.sidebar:
     st.divider()
     st.subheader("Corpus")
     st.caption(escape_md(str(settings.corpus.path)))
+    draw_upload(engine)
     if st.button("Re-index corpus", icon="🔄", use_container_width=True):
         reindex(engine)
     draw_corpus(engine)

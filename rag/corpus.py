@@ -411,7 +411,7 @@ def load_file(folder: Path, file: Path, extractor: dict[str, BaseReader]) -> lis
     return docs
 
 
-def _too_big(file: Path, max_bytes: int) -> str | None:
+def size_problem(file: Path, max_bytes: int) -> str | None:
     try:
         size = file.stat().st_size
     except OSError as exc:
@@ -429,7 +429,7 @@ def load_corpus(folder: Path, max_bytes: int = 20 * 2**20) -> LoadedCorpus:
     text_reader = PlainTextReader()
     extractor = file_extractor(text_reader)
     for file in list_files(folder):
-        reason = _too_big(file, max_bytes)
+        reason = size_problem(file, max_bytes)
         if reason:
             skipped.append(Skipped(doc_id(folder, file), reason))
             continue

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.errors import ConfigError
@@ -31,6 +31,14 @@ class _Group(BaseModel):
 class CorpusSettings(_Group):
     path: Path = Field(Path("seeds"), description="Folder of documents to answer from.")
     max_file_mb: float = Field(20, gt=0, le=1024, description="Larger files are skipped with a warning (embedding them takes long).")
+    uploads: str = Field("", description="Subfolder of the corpus folder that files added in the chat window go to (empty: the folder itself).")
+
+    @field_validator("uploads")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("must be a subfolder inside the corpus folder (a relative path without '..')")
+        return value
 
 
 class ChromaSettings(_Group):

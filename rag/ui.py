@@ -21,10 +21,11 @@ from pydantic import SecretStr
 from rag.answer import warm_up
 from rag.citations import is_lead_in
 from rag.backends import build_embedding, build_llm
-from rag.corpus import read_source
+from rag.corpus import SUPPORTED_EXTENSIONS, read_source
 from rag.engine import Engine, build_engine
 from rag.errors import RagError
 from rag.retrieve import Filters
+from rag.uploads import OnConflict, Upload, add_documents, remove_document
 from rag.conversations import Conversation, ConversationStore, Message, to_json, to_markdown
 from rag.feedback import Feedback, Problem, give
 from rag.schema import Answer, Citation, Passage, Turn
@@ -362,12 +363,44 @@ def choose_filters(engine: Engine) -> Filters:
 
 
 def draw_corpus(engine: Engine) -> None:
+    """The indexed documents, each removable (from the folder and the index)."""
     counts = engine.index.chunk_counts()
     docs = engine.index.documents()
     st.caption(escape_md(f"{len(counts)} documents · {sum(counts.values())} chunks"))
     for name, count in sorted(counts.items()):
         title = docs[name].metadata.get("title", name) if name in docs else name
-        st.markdown(escape_md(f"{name} ({count} chunks)") + f"  \n<small>{html.escape(title)}</small>", unsafe_allow_html=True)
+        text, remove = st.columns([8, 1], vertical_alignment="center")
+        text.markdown(escape_md(f"{name} ({count} chunks)") + f"  \n<small>{html.escape(title)}</small>", unsafe_allow_html=True)
+        if remove.button("🗑️", key=f"remove-{name}", help="Remove from the corpus folder and the index"):
+            if guarded(lambda: remove_document(engine, name)) is not None:
+                st.rerun()
+
+
+def draw_upload(engine: Engine) -> None:
+    """Files dropped here join the corpus and are answerable at once; a name already taken by other content asks first."""
+    round_ = st.session_state.setdefault("upload_round", 0)
+    files = st.file_uploader("Add documents", type=[e.lstrip(".") for e in SUPPORTED_EXTENSIONS], accept_multiple_files=True,
+                             key=f"upload-{round_}")
+    pending = st.session_state.get("upload_conflicts")
+    if pending:
+        choice = st.radio(escape_md(f"Already in the corpus with other content: {', '.join(pending)}"),
+                          [OnConflict.REPLACE, OnConflict.KEEP_BOTH], format_func=lambda c: c.value.capitalize(), key=f"conflict-{round_}")
+    if files and st.button(f"Add {len(files)} file{'s' if len(files) > 1 else ''} to the corpus", icon="➕", use_container_width=True):
+        on_conflict = choice if pending else OnConflict.ASK
+        bar = st.progress(0.0, text="Indexing the new documents…")
+        uploads = [Upload(f.name, f.getvalue()) for f in files if not pending or f.name in pending]
+        result = guarded(lambda: add_documents(engine, uploads, on_conflict,
+                                               lambda done, total: bar.progress(done / max(total, 1), text=f"Indexed {done} of {total}")))
+        bar.empty()
+        if result is None:
+            return
+        for item in result.skipped:
+            st.caption(escape_md(item.reason))
+        st.session_state.upload_conflicts = result.conflicts
+        if result.added or result.replaced:
+            st.success(escape_md(f"Added {', '.join(result.added + result.replaced)}: {result.summary}"))
+        if not result.conflicts:
+            st.session_state.upload_round = round_ + 1  # a fresh uploader for the next files
 
 
 def reindex(engine: Engine) -> None:

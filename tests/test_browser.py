@@ -1,6 +1,7 @@
 """End to end in a real browser: Debian Chromium driven by Playwright against `streamlit run`."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,8 +23,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.llm]
 
 @pytest.fixture
 def app_url(tmp_path):
+    yield from _serve(tmp_path, ROOT / "seeds")
+
+
+@pytest.fixture
+def own_corpus_app(tmp_path):
+    """The app over a copy of the seeds, which the test may add to."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "seeds", corpus)
+    for url in _serve(tmp_path, corpus):
+        yield url, tmp_path
+
+
+def _serve(tmp_path: Path, corpus: Path):
     port = free_port()
-    env = {**os.environ, "RAG_CHROMA_PATH": str(tmp_path / "index"), "RAG_CORPUS_PATH": str(ROOT / "seeds")}
+    env = {**os.environ, "RAG_CHROMA_PATH": str(tmp_path / "index"), "RAG_CORPUS_PATH": str(corpus)}
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
@@ -78,3 +92,53 @@ def test_chat_answers_with_a_highlighted_verified_snippet(app_url):
         in_document.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "document.png"))
         browser.close()
+
+
+OBSERVATORY = "# The Zorvath observatory\n\nThe Zorvath observatory on Mount Kellan opened in 1987 and holds a 4.2 metre mirror.\n"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
+def test_upload_answer_thumbs_down_reload_export_then_the_case_runs_in_eval(own_corpus_app):
+    """The loop from the chat to the test set, as a user walks it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, tmp_path = own_corpus_app
+    new_doc = tmp_path / "observatory.md"
+    new_doc.write_text(OBSERVATORY, encoding="utf-8")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+        page.goto(url)
+        box = page.get_by_placeholder("Ask about the documents…")
+        box.wait_for(timeout=240_000)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(new_doc))
+        page.get_by_role("button", name="Add 1 file to the corpus").click()
+        expect(page.get_by_text("Added observatory.md")).to_be_visible(timeout=120_000)
+        assert (tmp_path / "corpus" / "observatory.md").read_text(encoding="utf-8") == OBSERVATORY
+        box.fill("When did the Zorvath observatory open?")
+        box.press("Enter")
+        answer = page.locator('[data-testid="stChatMessage"]').nth(1)
+        expect(answer.get_by_text("Sources")).to_be_visible(timeout=120_000)
+        assert "1987" in answer.inner_text() and "observatory.md" in answer.inner_text()
+        page.locator('[data-testid="stFeedbackButton"][aria-label="Thumbs down"]').click()
+        page.get_by_label("The correct answer (optional)").fill("It opened in 1987.")
+        page.get_by_role("button", name="Send feedback").click()
+        expect(page.get_by_text("Feedback #1 saved")).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "feedback.png"))
+        assert "?c=" in page.url
+        page.reload()
+        expect(page.locator('[data-testid="stChatMessage"]').nth(1).get_by_text("Sources")).to_be_visible(timeout=120_000)
+        assert "When did the Zorvath observatory open?" in page.locator('[data-testid="stChatMessage"]').nth(0).inner_text()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export as Markdown").click()
+        markdown = Path(download.value.path()).read_text(encoding="utf-8")
+        browser.close()
+    assert markdown.startswith("# When did the Zorvath observatory open?") and "1987" in markdown and "observatory.md" in markdown
+    env = {**os.environ, "RAG_CHROMA_PATH": str(tmp_path / "index"), "RAG_CORPUS_PATH": str(tmp_path / "corpus")}
+    cases = tmp_path / "feedback.yaml"
+    rag = [sys.executable, "-m", "rag.cli"]
+    subprocess.run([*rag, "feedback", "export", "--to", str(cases)], env=env, check=True, cwd=ROOT)
+    assert "It opened in 1987." in cases.read_text(encoding="utf-8")
+    ran = subprocess.run([*rag, "eval", "--testset", str(cases), "--llm", "mock"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert "cases                                      1  (1 answerable" in ran.stdout
