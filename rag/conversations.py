@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from rag.errors import QuestionError
 from rag.schema import Answer, Turn
-from rag.store import connect
+from rag.store import connect, rows
 
 TITLE_CHARS = 80
 
@@ -71,14 +71,10 @@ class ConversationStore:
                         json.dumps([m.model_dump(mode="json") for m in conversation.messages])))
 
     def load(self, conversation_id: str) -> Conversation | None:
-        db = connect(self.folder, create=False)
-        if db is None:
+        found = rows(self.folder, "SELECT id, title, created_at, updated_at, messages FROM conversations WHERE id = ?", (conversation_id,))
+        if not found:
             return None
-        with closing(db):
-            row = db.execute("SELECT id, title, created_at, updated_at, messages FROM conversations WHERE id = ?",
-                             (conversation_id,)).fetchone()
-        if row is None:
-            return None
+        row = found[0]
         return Conversation(id=row[0], title=row[1], created_at=row[2], updated_at=row[3],
                             messages=[Message.model_validate(m) for m in json.loads(row[4])])
 
@@ -91,12 +87,8 @@ class ConversationStore:
 
     def list(self) -> list[Conversation]:
         """Every conversation, newest first, without its messages (for the sidebar)."""
-        db = connect(self.folder, create=False)
-        if db is None:
-            return []
-        with closing(db):
-            rows = db.execute("SELECT id, title, created_at, updated_at FROM conversations ORDER BY updated_at DESC, id").fetchall()
-        return [Conversation(id=r[0], title=r[1], created_at=r[2], updated_at=r[3]) for r in rows]
+        found = rows(self.folder, "SELECT id, title, created_at, updated_at FROM conversations ORDER BY updated_at DESC, id")
+        return [Conversation(id=r[0], title=r[1], created_at=r[2], updated_at=r[3]) for r in found]
 
     def rename(self, conversation_id: str, title: str) -> None:
         title = " ".join(title.split())

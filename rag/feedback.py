@@ -29,7 +29,7 @@ from rag.index import stored_source_hashes
 from rag.kinds import Kind
 from rag.schema import Answer, Turn
 from rag.settings import Settings
-from rag.store import connect
+from rag.store import connect, rows
 
 # The settings groups whose values change what an answer says.
 ANSWER_SHAPING = ("chunking", "retrieval", "answer", "llm", "embed")
@@ -114,12 +114,8 @@ class FeedbackStore:
             return int(cursor.lastrowid)
 
     def records(self) -> list[Record]:
-        db = connect(self.folder, create=False)
-        if db is None:
-            return []
-        with closing(db):
-            rows = db.execute("SELECT id, record FROM feedback ORDER BY id").fetchall()
-        return [Record.model_validate_json(text).model_copy(update={"id": row_id}) for row_id, text in rows]
+        found = rows(self.folder, "SELECT id, record FROM feedback ORDER BY id")
+        return [Record.model_validate_json(text).model_copy(update={"id": row_id}) for row_id, text in found]
 
 
 class Export(BaseModel):

@@ -9,6 +9,7 @@ the lock instead of failing with "database is locked"), so several browser tabs,
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 FILE_NAME = "rag.sqlite3"
@@ -38,3 +39,12 @@ def connect(folder: Path, create: bool = True) -> sqlite3.Connection | None:
         for table in _TABLES:
             db.execute(table)
     return db
+
+
+def rows(folder: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """The rows a query returns; none when the database does not exist yet (reading makes no file)."""
+    db = connect(folder, create=False)
+    if db is None:
+        return []
+    with closing(db):
+        return db.execute(sql, params).fetchall()
