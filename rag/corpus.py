@@ -8,6 +8,7 @@ file, so a quote found in a chunk can be pointed at in the original file.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import html
 import re
 from dataclasses import dataclass, field
@@ -343,7 +344,27 @@ class ExtractedTextReader(BaseReader):
         return [Document(text=text, metadata=meta)]
 
 
+_EXTRACTED: dict[tuple[str, str], str] = {}  # (content hash, suffix) -> text, oldest first
+_EXTRACTED_MAX = 32
+
+
 def extract_text(path: Path) -> str:
+    """A PDF's or DOCX file's text, remembered by content hash for the process's life.
+
+    Extraction is slow (pypdf: ~2.5 s for a 1 MB text PDF) and the same bytes are read again by
+    the upload check (in a staging folder), the ingest that follows it, every ingest of the
+    folder and each answer that cites the file; the hash costs milliseconds. A changed file has
+    another hash. (functools.lru_cache would key on the path too: the staged copy would miss.)"""
+    key = (hashlib.sha256(path.read_bytes()).hexdigest(), path.suffix.lower())
+    if key not in _EXTRACTED:
+        text = _extract(path)
+        if len(_EXTRACTED) >= _EXTRACTED_MAX:
+            _EXTRACTED.pop(next(iter(_EXTRACTED), None), None)
+        _EXTRACTED[key] = text
+    return _EXTRACTED[key]
+
+
+def _extract(path: Path) -> str:
     try:
         docs = _extracted_reader(path.suffix.lower()).load_data(path)
     except Exception as exc:  # pypdf and docx2txt raise many kinds of errors on damaged files

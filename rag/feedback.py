@@ -169,17 +169,30 @@ def give(settings: Settings, answer: Answer, feedback: Feedback, history: Sequen
     return FeedbackStore(settings.chroma.path).add(record_of(answer, feedback, history, settings, current, conversation_id))
 
 
-def describe(record: Record, current: dict[str, str]) -> str:
-    """One line per record, as `rag feedback list` and the Evaluation page show it."""
-    fb = record.feedback
+def notes_of(record: Record, current: dict[str, str]) -> list[str]:
+    """What a reader of the record needs to know: the problem named, a stale document, why it makes no case."""
     made = case_of(record)
-    rating = "👍" if fb.rating > 0 else "👎"
     stale = stale_sources(record.source_hashes, current)
-    notes = [fb.problem.value] if fb.problem else []
+    notes = [record.feedback.problem.value] if record.feedback.problem else []
     notes += [f"stale: {', '.join(stale)} changed"] if stale else []
-    notes += [f"no case: {made}"] if isinstance(made, str) else []
+    return notes + ([f"no case: {made}"] if isinstance(made, str) else [])
+
+
+def _rating(record: Record) -> str:
+    return "👍" if record.feedback.rating > 0 else "👎"
+
+
+def describe(record: Record, current: dict[str, str]) -> str:
+    """One line per record, as `rag feedback list` prints it."""
+    notes = notes_of(record, current)
     question = " ".join(record.question.split())
-    return f"#{record.id} {record.created_at} {rating} {question[:80]}" + (f" ({'; '.join(notes)})" if notes else "")
+    return f"#{record.id} {record.created_at} {_rating(record)} {question[:80]}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def table(records: Sequence[Record], current: dict[str, str]) -> list[dict[str, str | int]]:
+    """The records as rows, as the app's Evaluation page shows them (newest first)."""
+    return [{"#": r.id or 0, "when": r.created_at, "rating": _rating(r), "question": r.question,
+             "correction": r.feedback.correction, "notes": "; ".join(notes_of(r, current))} for r in reversed(records)]
 
 
 EXPORT_HEADER = "# Written by `rag feedback export` from the feedback store; run it with `rag eval --testset <this file>`.\n"
@@ -187,14 +200,19 @@ EXPORT_HEADER = "# Written by `rag feedback export` from the feedback store; run
 
 def write_cases(path: Path, cases: Sequence[Case]) -> None:
     """The cases as a YAML test set. A file not written by this export is never overwritten."""
-    import yaml
-
     from rag.errors import ConfigError
 
     if path.exists() and not path.read_text(encoding="utf-8", errors="replace").startswith(EXPORT_HEADER):
         raise ConfigError(f"{path} exists and was not written by `rag feedback export`: choose another file (nothing was written).")
-    rows = [c.model_dump(mode="json", exclude_defaults=True) for c in cases]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(EXPORT_HEADER + yaml.safe_dump(rows, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.write_text(cases_yaml(cases), encoding="utf-8")
     tmp.replace(path)
+
+
+def cases_yaml(cases: Sequence[Case]) -> str:
+    """The cases as the text of a YAML test set (what the export writes and the app downloads)."""
+    import yaml
+
+    rows = [c.model_dump(mode="json", exclude_defaults=True) for c in cases]
+    return EXPORT_HEADER + yaml.safe_dump(rows, sort_keys=False, allow_unicode=True)

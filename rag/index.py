@@ -86,6 +86,23 @@ def _fingerprint(settings: Settings, embed_label: str) -> dict[str, str]:
     }
 
 
+class BatchedChromaVectorStore(ChromaVectorStore):
+    """ChromaVectorStore whose `add` keeps within the Chroma client's batch limit.
+
+    llama-index-vector-stores-chroma 0.6.0 sends up to 41,665 records in one call, but an
+    embedded Chroma 1.5 takes at most 5,461 (`client.get_max_batch_size()`): one document of
+    more chunks than that (a 1 MB text PDF is ~5,800) failed to ingest or upload.
+    """
+
+    max_batch: int = 5000
+
+    def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+        ids: list[str] = []
+        for start in range(0, len(nodes), self.max_batch):
+            ids += super().add(nodes[start : start + self.max_batch], **add_kwargs)
+        return ids
+
+
 @dataclass
 class Index:
     """Handles on the collection, its vector store and the docstore; built once, passed around."""
@@ -95,7 +112,7 @@ class Index:
     embed_label: str
     client: Any
     collection: Any
-    vector_store: ChromaVectorStore
+    vector_store: BatchedChromaVectorStore
     docstore: SimpleDocumentStore
     docstore_path: Path
 
@@ -230,7 +247,7 @@ def open_index(settings: Settings, embed_model: BaseEmbedding, embed_label: str)
         embed_label=embed_label,
         client=client,
         collection=collection,
-        vector_store=ChromaVectorStore(chroma_collection=collection),
+        vector_store=BatchedChromaVectorStore(chroma_collection=collection, max_batch=client.get_max_batch_size()),
         docstore=docstore,
         docstore_path=path,
     )

@@ -4,17 +4,29 @@ import zipfile
 from pathlib import Path
 
 
-def write_pdf(path: Path, lines: list[str]) -> Path:
-    """A one-page PDF with the given lines in Helvetica (text extractable by pypdf)."""
+def write_pdf(path: Path, lines: list[str], per_page: int = 48, padding: int = 0) -> Path:
+    """A PDF with the given lines in Helvetica, `per_page` lines a page (text extractable by pypdf).
+
+    `padding` bytes of an unreferenced binary stream stand for what real PDFs also carry
+    (fonts, images): a file of a given size with less text.
+    """
     escape = lambda t: t.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")  # noqa: E731
-    ops = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({escape(line)}) Tj T*" for line in lines) + " ET"
+    pages = [lines[i:i + per_page] for i in range(0, len(lines), per_page)] or [[]]
+    first = 4  # objects 1-3: catalog, page tree, font; then a page and its content stream for each page
+    kids = " ".join(f"{first + 2 * i} 0 R" for i in range(len(pages)))
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        f"<< /Length {len(ops)} >>\nstream\n{ops}\nendstream",
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>",
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    for i, page in enumerate(pages):
+        ops = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({escape(line)}) Tj T*" for line in page) + " ET"
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {first + 2 * i + 1} 0 R "
+                       "/Resources << /Font << /F1 3 0 R >> >> >>")
+        objects.append(f"<< /Length {len(ops)} >>\nstream\n{ops}\nendstream")
+    if padding:
+        blob = bytes((i * 7919) % 251 for i in range(padding)).decode("latin-1")
+        objects.append(f"<< /Length {padding} >>\nstream\n{blob}\nendstream")
     out = "%PDF-1.4\n"
     offsets = []
     for number, body in enumerate(objects, start=1):

@@ -75,6 +75,25 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path):
         load_corpus(tmp_path / "nope")
 
 
+def test_an_edited_pdf_is_read_anew_and_the_same_bytes_elsewhere_read_once(tmp_path: Path, monkeypatch):
+    """PDF text is remembered by content hash: an upload's staged copy and the placed file share it,
+    and a file changed in place is never answered from its old text."""
+    from formats import write_pdf
+
+    import rag.corpus as corpus
+
+    calls = []
+    real = corpus._extract
+    monkeypatch.setattr(corpus, "_extract", lambda path: calls.append(path) or real(path))
+    first = write_pdf(tmp_path / "a.pdf", ["Opening hours", "The museum opens at 10 am."])
+    copy = tmp_path / "copy.pdf"
+    copy.write_bytes(first.read_bytes())
+    assert "10 am" in corpus.extract_text(first) and "10 am" in corpus.extract_text(copy)
+    assert len(calls) == 1
+    write_pdf(first, ["Opening hours", "The museum opens at 11 am."])
+    assert "11 am" in corpus.extract_text(first) and len(calls) == 2
+
+
 def test_every_format_is_read_cleaned_and_located(tmp_path: Path):
     from formats import write_docx, write_pdf
 

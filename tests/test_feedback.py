@@ -112,3 +112,26 @@ def test_bad_feedback_is_a_clear_error():
     assert json.loads(Feedback(rating=1).model_dump_json())["problem"] is None
     with pytest.raises(ValueError):
         Feedback(rating=-1, problem="broken")
+
+
+def test_the_evaluation_page_shows_the_feedback_and_runs_its_cases(mock_env, make_settings, embedder):
+    from streamlit.testing.v1 import AppTest
+
+    from rag.engine import build_engine
+    from rag.ui import clear_caches
+
+    engine = build_engine(make_settings(), embed_model=embedder)  # the same folders as the app's (mock_env)
+    give(engine.settings, ask(engine, MEET), Feedback(rating=1))
+    give(engine.settings, ask(engine, OLYMPICS), Feedback(rating=-1, problem=Problem.OTHER))
+    clear_caches()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "1_Evaluation.py"), default_timeout=300)
+    at.run()
+    assert not at.exception and not at.error
+    rows = at.dataframe[0].value
+    assert list(rows["#"]) == [2, 1] and list(rows["rating"]) == ["👎", "👍"]
+    assert "no case: a 👎 without the correct answer" in rows["notes"][0] and rows["question"][1] == MEET
+    assert "Download as a test set (YAML)" in [d.proto.label for d in at.get("download_button")]
+    [run] = [b for b in at.button if b.label == "Run the feedback cases"]
+    run.click().run()
+    assert not at.exception and not at.error
+    assert [m.label for m in at.metric][0] == "Correct" and at.metric[0].value == "1.00"  # the 👍 answer came back

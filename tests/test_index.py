@@ -111,6 +111,23 @@ def test_large_collections_are_read_and_cleared_in_pages(index, monkeypatch):
     assert len({n.node_id for n in index.nodes()}) == count
 
 
+def test_a_document_of_more_chunks_than_chroma_takes_at_once_is_ingested(make_settings, corpus):
+    """Chroma takes at most client.get_max_batch_size() records a call (5,461 embedded); a 1 MB text
+    document makes more chunks. A hashing embedder keeps the test fast; the store is the real one."""
+    from llama_index.core.embeddings import MockEmbedding
+
+    settings = make_settings(chunking={"chunk_size": 16})
+    big = corpus / "ledger.txt"
+    big.write_text("\n".join(f"Entry {i}: the quay at Aldmere shipped {i % 900} tons of salt to Corvan in {1850 + i % 60}."
+                             for i in range(6000)), encoding="utf-8")
+    index = open_index(settings, MockEmbedding(embed_dim=8), "mock-8")
+    limit = index.client.get_max_batch_size()
+    index, report = ingest(index)
+    chunks = index.chunk_counts()["ledger.txt"]
+    assert chunks > limit and "ledger.txt" in report.added and index.count() == sum(index.chunk_counts().values())
+    assert report.chunks_added == index.count()
+
+
 def test_other_embedding_model_is_detected(make_settings, embedder):
     settings = make_settings()
     index, _ = ingest(open_index(settings, embedder, label(settings)))
