@@ -133,8 +133,14 @@ class EvalSettings(_Group):
     thresholds: Path = Field(Path("eval/thresholds.toml"), description="Metric limits of the CI gate (`rag eval --gate`).")
     support_pairs: Path | None = Field(
         Path("eval/support_pairs.yaml"), description="Hand-labelled (sentence, quote, supported) pairs: `rag eval` reports the "
-        "entailment check's precision and recall on them (when the backend gives log-probabilities)."
+        "entailment check's precision and recall on them (when the backend gives log-probabilities); empty: not measured."
     )
+
+    @field_validator("support_pairs", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """`RAG_EVAL_SUPPORT_PAIRS=` (empty) turns the measurement off (~3 min a run on a slow CPU)."""
+        return None if isinstance(value, str) and not value.strip() else value
     judge_backend: LLMBackend | None = Field(None, description="LLM-as-judge metrics (off when unset).")
     judge_model: str | None = None
     judge_base_url: str | None = None

@@ -159,6 +159,14 @@ class LocalModel(CustomLLM):
         """
         return self._call(("yes_probability", _wire(messages)))
 
+    def prefill_rate(self) -> float:
+        """Tokens per second this CPU evaluates a prompt at (the model's own speed, nothing of ours);
+        the cached prompt prefix is filled again afterwards."""
+        rate = self._call(("prefill_rate",))
+        if self._prefix is not None:
+            self._call(self._prefix)
+        return rate
+
     def system_info(self) -> str:
         """llama.cpp's build summary and the load options, as the worker sees them."""
         return self._call(("system_info",))
@@ -362,6 +370,20 @@ def _yes_probability(llm: Any, prompt: str) -> float:
     return mass["yes"] / (mass["yes"] + mass["no"])
 
 
+def _prefill_rate(llm: Any, tokens: int = 256, reps: int = 3) -> float:
+    """Median tokens/s of evaluating a fixed `tokens`-long prompt from an empty KV cache."""
+    model = llm._model  # noqa: SLF001
+    ids = model.tokenize(("Every answer cites the passage it rests on. " * 64).encode(), add_bos=False)[:tokens]
+    took = []
+    for _ in range(reps):
+        model.reset()
+        start = time.perf_counter()
+        model.eval(ids)
+        took.append(time.perf_counter() - start)
+    model.reset()
+    return len(ids) / sorted(took)[len(took) // 2]
+
+
 @contextmanager
 def _output_limit(llm: Any, max_tokens: int | None) -> Iterator[None]:
     """LlamaCPP reads its limit from `generate_kwargs`, not from the call: set it for one answer."""
@@ -390,6 +412,8 @@ def _handle(llm: Any, conn: Connection, request: tuple) -> None:
         conn.send(("result", time.perf_counter() - start))
     elif op == "yes_probability":
         conn.send(("result", _yes_probability(llm, llm.messages_to_prompt(_unwire(args[0])))))
+    elif op == "prefill_rate":
+        conn.send(("result", _prefill_rate(llm)))
     elif op == "system_info":
         from rag.native import system_info
 

@@ -83,6 +83,18 @@ def test_thresholds_gate(tmp_path):
     assert failures == ["correct = 0.6 is below the minimum 0.7", "latency_p50_s = 6 is above the maximum 5"]
 
 
+def test_latency_limits_stretch_on_a_slower_machine_only_as_far_as_it_is_slower(tmp_path):
+    limits = tmp_path / "t.toml"
+    limits.write_text("[max]\nttft_p50_s = 4\nwrong_but_verified = 2\n[reference]\nprefill_tok_s = 120\n")
+    assert check_thresholds({"ttft_p50_s": 7.9, "wrong_but_verified": 2, "prefill_tok_s": 60}, limits) == []  # 2x slower: 8 s
+    assert check_thresholds({"ttft_p50_s": 8.1, "wrong_but_verified": 3, "prefill_tok_s": 60}, limits) == [
+        "ttft_p50_s = 8.1 is above the maximum 8.0 (x2.00: this machine prefills 60 tokens/s)",
+        "wrong_but_verified = 3 is above the maximum 2"]  # counts never stretch
+    assert check_thresholds({"ttft_p50_s": 4.1, "prefill_tok_s": 240}, limits)  # a faster machine keeps the limit
+    assert check_thresholds({"ttft_p50_s": 17, "prefill_tok_s": 10}, limits)  # 12x slower: at most x4 (16 s)
+    assert check_thresholds({"ttft_p50_s": 4.1, "prefill_tok_s": None}, limits)  # another backend: as written
+
+
 def test_rag_eval_writes_json_and_html(mock_env, monkeypatch, tmp_path, corpus, capsys):
     out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
     code = main(["eval", "--testset", str(ROOT / "eval" / "testset.yaml"), "--limit", "6",

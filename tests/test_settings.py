@@ -74,3 +74,10 @@ def test_malformed_toml_and_missing_file(tmp_path: Path):
 def test_chunk_overlap_must_be_below_size():
     with pytest.raises(ConfigError, match="chunk_overlap"):
         load_settings(overrides={"chunking": {"chunk_size": 32, "chunk_overlap": 32}})
+
+
+def test_an_empty_support_pairs_setting_turns_the_verifier_measurement_off(monkeypatch):
+    monkeypatch.setenv("RAG_EVAL_SUPPORT_PAIRS", "")
+    assert load_settings().eval.support_pairs is None
+    monkeypatch.setenv("RAG_EVAL_SUPPORT_PAIRS", "eval/other.yaml")
+    assert str(load_settings().eval.support_pairs) == "eval/other.yaml"
