@@ -85,11 +85,13 @@ def is_yes_no(question: str) -> bool:
 # The form each broad kind is written in. Like the yes/no line, it goes after the question: the
 # system prompt (and its cached KV prefix) stays the same for every kind.
 FORM_HINTS = {
-    Kind.SUMMARY: "Answer with three or four bullet points, one line each starting with '- ', each stating one main point of the passages.",
-    Kind.OVERVIEW: "Answer with three or four bullet points, one line each starting with '- ', each stating one topic the passages cover and what they say about it.",
-    Kind.COMPARISON: "Answer in two or three sentences, each stating one fact the passages give about it.",  # asked once per side
+    Kind.SUMMARY: "Answer with three or four bullet points, one line each starting with '- ', each a complete sentence "
+                  "stating one main point in the passages' own words.",
+    Kind.OVERVIEW: "Answer with three or four bullet points, one line each starting with '- ', each a complete sentence "
+                   "stating one topic the passages cover and what they say about it, in the passages' own words.",
+    Kind.COMPARISON: "Answer in two or three sentences, each stating one fact the passages give about it, in the passages' own words.",  # asked once per side
     Kind.HOWTO: "Answer with numbered steps, one line each ('1. '), keeping commands and code exactly as the passages write them.",
-    Kind.EXPLANATION: "Answer with a paragraph of three or four sentences, each stating one fact from the passages.",
+    Kind.EXPLANATION: "Answer with a paragraph of three or four sentences, each stating one fact in the passages' own words.",
 }
 
 
@@ -147,6 +149,7 @@ class AnswerStream:
         self.dropped: list[int] = []
         self.checks: list[SentenceCheck] = []
         self.part_texts: list[str] = []  # a comparison's answer per part, as written
+        self.cut_off = False  # the last generation ended at its output limit
         self.support_check = ""
         self.intent = Intent(Kind.LOOKUP)
 
@@ -215,13 +218,13 @@ class AnswerStream:
             for delta in self._generate(part.question, part.passages, share, Kind(part.form)):
                 text += delta
                 yield delta
-            self.part_texts.append(text.strip())
+            self.part_texts.append(self._tidy(text))
 
     def _kept_parts(self, draft: str, parts: Sequence[Part]) -> str:
         """A comparison without the parts the model found nothing for, each named in a notice;
         a refusal when no part is left."""
         if not parts:
-            return draft
+            return self._tidy(draft)
         kept = []
         for part, text in zip(parts, self.part_texts):
             if opens_with_refusal(strip_markers(text)[0]):
@@ -230,6 +233,13 @@ class AnswerStream:
                 kept.append(f"{part.label}:\n{text}")
         return PART_BREAK.join(kept) if kept else REFUSAL
 
+    def _tidy(self, text: str) -> str:
+        """The text of one generation without what its stop left behind, with a notice when a sentence goes."""
+        kept = tidy(text, self.cut_off)
+        if len(kept) < len(_DANGLING_ITEM.sub("", text.rstrip())):
+            self.notices.append("The answer reached its length limit; its unfinished last sentence is left out.")
+        return kept
+
     def _generate(self, question: str, passages: list[Passage], limit: int | None, kind: Kind | None = None) -> Iterator[str]:
         messages = build_messages(question, passages, kind or self.intent.kind)
         self.prompt_tokens = max(prompt_tokens(self.engine.llm, messages) or 0, self.prompt_tokens or 0) or None
@@ -237,11 +247,11 @@ class AnswerStream:
         with self.engine.generation_lock:
             t0 = time.perf_counter()
             stream = _call(lambda: llm.stream_chat(messages, **({"max_tokens": limit} if limit else {})), self._where)
-            ended = None  # None: the backend does not report why it stopped
+            ended = None  # None: the backend does not report why it stopped; "": not yet
             text, most = "", MOST_ITEMS.get(kind or self.intent.kind)
             chunks = _guard(stream, self._where)
             for chunk in chunks:
-                ended = _finish_reason(chunk.raw) if ended is None or ended is False else ended
+                ended = ended or _finish_reason(chunk.raw)
                 if chunk.delta:
                     if self.timings.first_token_s is None:
                         self.timings.first_token_s = round(time.perf_counter() - self.started, 3)
@@ -252,10 +262,11 @@ class AnswerStream:
                         yield delta
                     if cut is not None:  # enough items: stop the model rather than wait for its limit
                         chunks.close()
-                        ended = True
+                        ended = "enough items"
                         break
             self.timings.generate_s = round(self.timings.generate_s + time.perf_counter() - t0, 3)
-        if ended is False:
+        self.cut_off = ended == "length"
+        if ended == "":
             raise BackendError(f"{self._where} stopped sending mid-answer (no end-of-answer marker): the answer was cut off. Ask again.")
 
     def _finish(self, question: str, passages: list[Passage], draft: str) -> Answer:
@@ -352,14 +363,14 @@ def _call(fn, where: str):  # noqa: ANN001, ANN202
         raise BackendError(explain_error(exc, where)) from exc
 
 
-def _finish_reason(raw) -> bool | None:  # noqa: ANN001
-    """True once an OpenAI-style chunk says why generation ended, False before; None if not reported."""
+def _finish_reason(raw) -> str | None:  # noqa: ANN001
+    """Why an OpenAI-style chunk says generation ended ("stop", "length"), "" before the end; None if not reported."""
     choices = raw.get("choices") if isinstance(raw, dict) else getattr(raw, "choices", None)
     if not choices:
         return None
     first = choices[0]
     reason = first.get("finish_reason") if isinstance(first, dict) else getattr(first, "finish_reason", None)
-    return reason is not None
+    return reason or ""
 
 
 def _guard(stream, where: str):  # noqa: ANN001, ANN202
@@ -383,6 +394,21 @@ def _guard(stream, where: str):  # noqa: ANN001, ANN202
 
 
 _ITEM = re.compile(r"^[ \t]*(?:[-*•]|\d{1,2}[.)])[ \t]", re.MULTILINE)
+# A list marker with nothing after it: the model had begun the item past the last one kept
+# ("-" streams before the space that shows it is a marker), or its output limit came first.
+_DANGLING_ITEM = re.compile(r"\n[ \t]*(?:[-*•]|\d{1,2}[.)])?[ \t]*$")
+_ENDS_SENTENCE = re.compile(r"[.!?:;)\]\"'`”’]$")
+
+
+def tidy(text: str, cut_off: bool) -> str:
+    """A generation's text without a dangling list marker and, when the output limit cut it, without
+    its unfinished last sentence or item ("…a long-term solution. The Russian"): a fragment states
+    nothing, cannot be supported, and reads as a fault. A text of one unfinished sentence is kept."""
+    text = _DANGLING_ITEM.sub("", text.rstrip())
+    if not cut_off or _ENDS_SENTENCE.search(text):
+        return text
+    end = max(text.rfind("\n"), *(text.rfind(f"{mark} ") + 1 for mark in ".!?"))
+    return text[:end].rstrip() if end > 0 else text
 
 
 def _past_items(text: str, most: int) -> int | None:

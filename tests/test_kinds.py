@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from llama_index.core.base.llms.types import CompletionResponse
 
 from rag.answer import FORM_HINTS, ask, build_messages
 from rag.backends import ExtractiveMockLLM
@@ -305,3 +306,50 @@ def test_a_summary_stops_after_five_bullets_and_stops_the_model(make_settings, e
 
 def _prompt_of(answer) -> str:
     return "\n".join(f"[{p.n}] {p.text}" for p in answer.passages)
+
+
+class MarkerApart(EightBullets):
+    """Streams a list marker apart from the space after it, as the real model's tokens do ("-", " The")."""
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs):  # type: ignore[override]
+        text, sent = self._answer(prompt), ""
+        for token in re.findall(r"\n|-|[^\n-]+", text):
+            sent += token
+            yield CompletionResponse(text=sent, delta=token)
+
+
+def test_a_list_cut_after_five_items_leaves_no_dangling_marker(make_settings, embedder):
+    from rag.engine import build_engine
+
+    answer = ask(build_engine(make_settings(), llm=MarkerApart(), embed_model=embedder), f"Summarize {FIRST}.")
+    lines = answer.answer.splitlines()
+    assert len(lines) == 5 and all(line.startswith("- ") and len(line) > 10 for line in lines), lines
+
+
+class CutOff(ExtractiveMockLLM):
+    """The mock's answer, then the start of a sentence its output limit cut ("length": "… solution. The Russian")."""
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs):  # type: ignore[override]
+        text = ExtractiveMockLLM._answer(prompt)
+        yield CompletionResponse(text=text, delta=text, raw={"choices": [{"finish_reason": None}]})
+        yield CompletionResponse(text=text + " Meanwhile the", delta=" Meanwhile the", raw={"choices": [{"finish_reason": "length"}]})
+
+
+def test_a_sentence_the_output_limit_cut_is_left_out_and_said(make_settings, embedder):
+    from rag.engine import build_engine
+
+    answer = ask(build_engine(make_settings(), llm=CutOff(), embed_model=embedder), "Who will meet in Moscow next week, according to Putin?")
+    assert not answer.refused and "deputy prime ministers" in answer.answer.lower()
+    assert "Meanwhile" not in answer.answer and answer.answer.endswith("issues [1].")
+    assert "The answer reached its length limit; its unfinished last sentence is left out." in answer.notices
+    assert all(c.supported for c in answer.sentences)
+
+
+def test_tidy_keeps_what_was_finished():
+    from rag.answer import tidy
+
+    assert tidy("- One.\n- Two.\n-", cut_off=False) == "- One.\n- Two."
+    assert tidy("- One.\n- Two is unfin", cut_off=True) == "- One."
+    assert tidy("It rained. The Russian", cut_off=True) == "It rained."
+    assert tidy("- No server needed\n- No setup", cut_off=False) == "- No server needed\n- No setup"  # finished: no period needed
+    assert tidy("An unfinished only sentence", cut_off=True) == "An unfinished only sentence"
