@@ -83,15 +83,15 @@ def is_yes_no(question: str) -> bool:
 
 
 # The form each broad kind is written in. Like the yes/no line, it goes after the question: the
-# system prompt (and its cached KV prefix) stays the same for every kind.
+# system prompt (and its cached KV prefix) stays the same for every kind. Asking for "complete
+# sentences in the passages' own words" was measured and left out: on the seed broad set correct
+# fell from 0.85 to 0.70 and correct with every sentence ✅ from 13/20 to 9/20.
 FORM_HINTS = {
-    Kind.SUMMARY: "Answer with three or four bullet points, one line each starting with '- ', each a complete sentence "
-                  "stating one main point in the passages' own words.",
-    Kind.OVERVIEW: "Answer with three or four bullet points, one line each starting with '- ', each a complete sentence "
-                   "stating one topic the passages cover and what they say about it, in the passages' own words.",
-    Kind.COMPARISON: "Answer in two or three sentences, each stating one fact the passages give about it, in the passages' own words.",  # asked once per side
+    Kind.SUMMARY: "Answer with three or four bullet points, one line each starting with '- ', each stating one main point of the passages.",
+    Kind.OVERVIEW: "Answer with three or four bullet points, one line each starting with '- ', each stating one topic the passages cover and what they say about it.",
+    Kind.COMPARISON: "Answer in two or three sentences, each stating one fact the passages give about it.",  # asked once per side
     Kind.HOWTO: "Answer with numbered steps, one line each ('1. '), keeping commands and code exactly as the passages write them.",
-    Kind.EXPLANATION: "Answer with a paragraph of three or four sentences, each stating one fact in the passages' own words.",
+    Kind.EXPLANATION: "Answer with a paragraph of three or four sentences, each stating one fact from the passages.",
 }
 
 
