@@ -34,9 +34,11 @@ def sqlite_docs() -> Path:
     ("seeds-broad", lambda: ROOT / "seeds", "broad_testset.yaml", "thresholds_broad.toml"),
     ("sqlite-broad", sqlite_docs, "sqlite_broad_testset.yaml", "thresholds_sqlite_broad.toml"),
 ])
-def test_eval_gate(monkeypatch, tmp_path, capsys, name, corpus, testset, thresholds):
-    monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus()))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "index"))
+def test_eval_gate(monkeypatch, tmp_path_factory, capsys, name, corpus, testset, thresholds):
+    folder = corpus()
+    monkeypatch.setenv("RAG_CORPUS_PATH", str(folder))
+    # One index per corpus for its two test sets: the SQLite pages take ~1.5 min to embed on a slow CPU.
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path_factory.getbasetemp() / f"index-{folder.name}"))
     monkeypatch.setenv("RAG_EVAL_THRESHOLDS", str(ROOT / "eval" / thresholds))
     # The labelled pairs score the same judge whatever the test set: measured (and gated) once, with the seeds.
     monkeypatch.setenv("RAG_EVAL_SUPPORT_PAIRS", str(ROOT / "eval" / "support_pairs.yaml") if name == "seeds" else "")
