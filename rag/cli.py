@@ -319,20 +319,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if failures:
             return 1
         print(f"Gate passed ({settings.eval.thresholds}).")
-    if args.gate or report["summary"].get("prefill_tok_s"):
+    if report["summary"].get("prefill_tok_s"):
         _print_speed(report["summary"], settings.eval.thresholds)
     return 0
 
 
 def _print_speed(summary: dict, thresholds: Path) -> None:
     """This machine's prompt speed, and how the gate's latency limits stretch for it."""
-    import tomllib
+    from rag.evaluate import latency_scale, load_limits
 
-    from rag.evaluate import latency_scale
-
-    if not summary.get("prefill_tok_s"):
-        return
-    limits = tomllib.loads(thresholds.read_text(encoding="utf-8")) if thresholds.exists() else {}
+    limits = load_limits(thresholds) if thresholds.exists() else {}
     reference = limits.get("reference", {}).get("prefill_tok_s")
     print(f"This machine evaluates prompts at {summary['prefill_tok_s']} tokens/s (the embedded model, measured in this run)"
           + (f"; latency limits x{latency_scale(summary, limits):.2f} against the {reference} tokens/s they were set at." if reference else "."))

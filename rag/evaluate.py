@@ -413,12 +413,17 @@ def latency_scale(summary: dict, limits: dict) -> float:
     return min(max(reference / measured, 1.0), MOST_SLOWDOWN)
 
 
+def load_limits(path: Path) -> dict:
+    """A thresholds file's tables."""
+    import tomllib
+
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
 # The CI gate: a metric may not fall below (min) or rise above (max) its threshold.
 def check_thresholds(summary: dict, path: Path) -> list[str]:
     """Metrics outside the thresholds kept in `path` (TOML with [min], [max] and [reference] tables)."""
-    import tomllib
-
-    limits = tomllib.loads(path.read_text(encoding="utf-8"))
+    limits = load_limits(path)
     scale = latency_scale(summary, limits)
     failures = []
     for metric, floor in limits.get("min", {}).items():
