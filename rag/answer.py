@@ -27,6 +27,7 @@ from rag.citations import (
     is_refusal,
     make_citations,
     opens_with_refusal,
+    quote_in_place,
     strip_markers,
     whole_sentence,
     SourceReader,
@@ -289,6 +290,8 @@ class AnswerStream:
         if not any(c.supported for c in self.checks):
             why = "; ".join(dict.fromkeys(c.reason for c in self.checks if c.reason))
             return self._refusal(question, passages, REFUSAL, f"the passages do not state what the draft says ({why})", draft)
+        if self.intent.kind.broad:
+            text = self._in_documents_words(text, attribution)
         citations = make_citations(attribution.sentences, [c.supported for c in self.checks], reader)
         kept = {c.n for c in citations}
         self.dropped = sorted({n for n in self.model_markers if n not in kept})
@@ -301,6 +304,16 @@ class AnswerStream:
             citations=citations,
             draft=draft if draft.strip() != text else None,
         )
+
+    def _in_documents_words(self, text: str, attribution: Attribution) -> str:
+        """A broad answer's unsupported sentences in the documents' own words (rag.citations.quote_in_place),
+        with a notice. A lookup keeps its ⚠️: its one or two sentences answer a question, and the sentence
+        they were matched to need not."""
+        text = quote_in_place(text, attribution.sentences, self.checks)
+        if quoted := sum(c.quoted_for is not None for c in self.checks):
+            self.notices.append(f"{quoted} of {len(self.checks)} sentences are the documents' own words, in quotation marks: "
+                                "the model's wording of them was not stated by the passages.")
+        return text
 
     def _check(self, question: str, attribution: Attribution, reader: SourceReader) -> list[SentenceCheck]:
         """Each sentence's support state, by the engine's judge (the LLM's yes/no) on the quotes' whole sentences, or the lexical check."""

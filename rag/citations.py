@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.corpus import CleanText
-from rag.schema import Citation, Passage
+from rag.schema import Citation, Passage, SentenceCheck
 
 REFUSAL = "I couldn't find this in the documents."
 
@@ -275,6 +275,53 @@ def insert_markers(answer: str, sentences: Sequence[SentenceSupport]) -> str:
         cursor = insert_at
     out.append(answer[cursor:])
     return "".join(out).replace("  [", " [")
+
+
+# A bullet's or step's own marker, kept when its text is put in the document's words.
+_ITEM_PREFIX = re.compile(r"^[ \t]*(?:\(?\d{1,2}[.)]|[-*•])[ \t]+")
+# A quote that is a sentence of its own: it starts like one and ends like one (not cut at a chunk's edge).
+_WHOLE = re.compile(r"^[\"“'‘(]?[A-Z0-9].*[.!?][\"”'’)]?$", re.DOTALL)
+
+
+def quote_in_place(answer: str, sentences: Sequence[SentenceSupport], checks: Sequence[SentenceCheck], most_chars: int = 320) -> str:
+    """The answer with each sentence its quotes do not state put in the quotes' own words, in quotation marks.
+
+    A summary's bullet is the model's wording of one document sentence; when the support check
+    does not find that wording stated ("- Small, fast, reliable", "- It describes the syntax…",
+    two sentences merged into one), the sentence it was matched to is what the document says on
+    the point, so the reader gets that sentence instead of a ⚠️ (the idea of RARR's post-hoc
+    revision, without a second generation: on a CPU a rewrite per bullet costs seconds). Kept as
+    written, with its ⚠️: a sentence no passage sentence matched, one whose quotes run longer than
+    `most_chars`, and one whose quotes another sentence already shows. `sentences` and `checks`
+    are updated to the new text (spans, text, state; `quoted_for` keeps the draft sentence).
+    """
+    shown = {_quoted_text(item, check) for item, check in zip(sentences, checks) if check.supported}
+    pieces, cursor, shift = [], 0, 0
+    for item, check in zip(sentences, checks):
+        s, e = item.span
+        quote = _quoted_text(item, check)
+        if check.supported or not quote or len(quote) > most_chars or quote in shown:
+            item.span = (s + shift, e + shift)
+            continue
+        shown.add(quote)
+        prefix = m.group(0) if (m := _ITEM_PREFIX.match(answer[s:e])) else ""
+        new = f"{prefix}“{quote}”"
+        pieces.append(answer[cursor:s] + new)
+        cursor = e
+        item.span, item.sentence = (s + shift, s + shift + len(new)), new.strip()
+        shift += len(new) - (e - s)
+        check.quoted_for, check.text, check.supported, check.support, check.reason = check.text, new.strip(), True, None, None
+    return "".join(pieces) + answer[cursor:]
+
+
+def _quoted_text(item: SentenceSupport, check: SentenceCheck) -> str:
+    """What a sentence's quotes say, to show in its place: each quote as the passage has it when it is a
+    whole sentence, else the document's whole sentence around it that the check read (check.quotes)."""
+    parts = []
+    for ps, _ in item.support:
+        own = " ".join(ps.text.split())
+        parts.append(own if _WHOLE.match(own) else next((q for q in check.quotes if own in q), own))
+    return " ".join(dict.fromkeys(parts))
 
 
 SourceReader = Callable[[str], "tuple[str, CleanText] | None"]

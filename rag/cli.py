@@ -173,7 +173,8 @@ def print_answer(answer: Answer) -> None:
     print(f"\nWith citations: {answer.answer}")
     for check in answer.sentences:
         state = "✅ supported" if check.supported else f"⚠️ NOT supported ({check.reason})"
-        print(f"  {state}: {check.text}")
+        drafted = f" (the documents' words for the model's “{check.quoted_for}”)" if check.quoted_for else ""
+        print(f"  {state}: {check.text}{drafted}")
     if answer.sentences:
         print(f"  (check: {answer.support_check})")
     seen: set[tuple[int, str]] = set()

@@ -20,6 +20,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("context_recall", "Context recall", "answerable cases whose passages (the prompt) hold every expected keyword"),
     ("citation_validity", "Citation validity", "citations whose sentence passed the support check and whose quote stands at its place in the file"),
     ("sentence_support", "Sentences supported", "shown answer sentences the support check found stated by their quotes"),
+    ("sentences_quoted", "Sentences quoted", "broad answers: shown sentences put in the documents' own words because the draft's wording was not stated (rag.citations.quote_in_place)"),
     ("wrong_but_verified", "Wrong but all ✅", "cases answered wrongly (or not refused) with every sentence shown ✅ (lower is better)"),
     ("verifier_precision", "Verifier precision", "labelled support pairs: share of pairs judged supported that are supported"),
     ("verifier_recall", "Verifier recall", "labelled support pairs: share of supported pairs judged supported"),
@@ -124,6 +125,7 @@ def _summary_table(report: dict, baseline: dict | None) -> str:
 
 
 KIND_COLUMNS = [("n", "cases"), ("answered", "answered"), ("correct", "correct"), ("correct_and_supported", "correct, all ✅"),
+                ("sentences_quoted", "sentences quoted"),
                 ("refusal_accuracy", "refused when unanswerable"), ("ttft_p50_s", "first token p50 (s)"), ("latency_p50_s", "total p50 (s)")]
 
 
@@ -158,6 +160,8 @@ def _sentences(case: dict) -> str:
         mark = "✅" if c.get("supported") else "⚠️"
         support = f" <span class=muted>support {c['support']:.2f}</span>" if c.get("support") is not None else ""
         why = f" <span class=muted>— {html.escape(c['reason'])}</span>" if c.get("reason") else ""
+        if c.get("quoted_for"):
+            why += f" <span class=muted>— quoted for the draft's “{html.escape(c['quoted_for'])}”</span>"
         cites = "".join(f"[{n}]" for n in c.get("citations", []))
         quotes = "".join(f"<div class=quote>{cites} “{html.escape(q)}”</div>" for q in c.get("quotes", []))
         items.append(f"<li>{mark} {html.escape(c['text'])}{support}{why}{quotes}</li>")

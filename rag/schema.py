@@ -61,6 +61,9 @@ class SentenceCheck(BaseModel):
     citations: list[int] = Field(default_factory=list, description="The [n] of the passages its quotes come from.")
     quotes: list[str] = Field(default_factory=list)
     reason: str | None = Field(None, description="Why it is not supported.")
+    quoted_for: str | None = Field(
+        None, description="A broad answer's draft sentence its quotes did not state: the text is then the document's own "
+        "sentence(s) in quotation marks, put in its place (rag.citations.quote_in_place).")
 
 
 class RetrievedRef(BaseModel):

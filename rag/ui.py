@@ -250,7 +250,9 @@ def draw_sentence_states(answer: Answer) -> None:
         st.warning(f"Not supported by the cited passages — read with care:\n{lines}", icon="⚠️")
     if answer.sentences:
         shown = sum(c.supported for c in answer.sentences)
-        st.caption(escape_md(f"✅ {shown} of {len(answer.sentences)} sentences stated by their quotes · check: {answer.support_check}"))
+        quoted = sum(c.quoted_for is not None for c in answer.sentences)
+        words = f" ({quoted} in the documents' own words, in quotation marks)" if quoted else ""
+        st.caption(escape_md(f"✅ {shown} of {len(answer.sentences)} sentences stated by their quotes{words} · check: {answer.support_check}"))
 
 
 def draw_refusal(answer: Answer, key: str) -> None:

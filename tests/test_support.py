@@ -5,6 +5,8 @@ here; the real model in test_llm.py); backends without log-probabilities get the
 check, and every answer and `rag doctor` say which one it got.
 """
 
+import re
+
 import pytest
 import yaml
 
@@ -176,3 +178,55 @@ def test_a_yes_no_answer_is_judged_on_its_fact_and_shown_with_its_no(make_settin
     assert not answer.refused and answer.answer.startswith("No, ")
     assert answer.sentences[0].supported and answer.sentences[0].text.startswith("No, ")
     assert judge.calls and not judge.calls[0].startswith("no")  # the judge read the statement, not the reply word
+
+
+class ParaphrasedSummary(ExtractiveMockLLM):
+    """A summary whose second bullet is a terse paraphrase of one document sentence, as the 1.5B model writes them."""
+
+    @staticmethod
+    def _answer(prompt: str) -> str:
+        return ("- Aliyev said there are real grounds for normalizing relations with Armenia.\n"
+                "- Armenia and Azerbaijan: three decades at odds, two conflicts.\n"
+                "- Deputy prime ministers of Russia, Azerbaijan and Armenia will meet next week.")
+
+
+def test_a_summary_bullet_its_quote_does_not_state_is_shown_in_the_documents_words(make_settings, embedder):
+    summary = ParaphrasedSummary()
+    answer = ask(engine_with(make_settings, embedder, judge_doubting("decades at odds"), summary), "Summarize 000_ee4045ecc5c71559.txt.")
+    assert not answer.refused and answer.kind == "summary"
+    lines = answer.answer.splitlines()
+    assert lines[1].startswith("- “Armenia and Azerbaijan have been at odds with each other for the past three decades")
+    assert re.search(r"” \[\d+\]$", lines[1]) and lines[0].startswith("- Aliyev said") and lines[2].startswith("- Deputy")
+    assert all(c.supported for c in answer.sentences)
+    quoted = [c for c in answer.sentences if c.quoted_for]
+    assert [c.quoted_for for c in quoted] == ["- Armenia and Azerbaijan: three decades at odds, two conflicts."]
+    assert quoted[0].text == lines[1].rsplit(" [", 1)[0] and quoted[0].support is None
+    assert all(c.verified for c in answer.citations)  # the quote is located in the file, and now states its sentence
+    assert "1 of 3 sentences are the documents' own words" in " ".join(answer.notices)
+    assert answer.draft == summary._answer("")  # what the model wrote stays readable
+
+
+def test_a_bullet_no_passage_sentence_matches_keeps_its_warning(make_settings, embedder):
+    class Invented(ParaphrasedSummary):
+        @staticmethod
+        def _answer(prompt: str) -> str:
+            return ParaphrasedSummary._answer(prompt) + "\n- Zebras migrate across the Serengeti every autumn."
+
+    answer = ask(engine_with(make_settings, embedder, judge_doubting("decades at odds"), Invented()), "Summarize 000_ee4045ecc5c71559.txt.")
+    zebra = next(c for c in answer.sentences if "Zebras" in c.text)
+    assert not zebra.supported and zebra.quoted_for is None and "Zebras migrate" in answer.answer
+
+
+def test_eval_counts_the_sentences_put_in_the_documents_words(make_settings, embedder, tmp_path):
+    from rag.evaluate import evaluate, load_testset
+    from rag.report import render_html
+
+    path = tmp_path / "broad.yaml"
+    path.write_text(yaml.safe_dump([{"id": "s", "kind": "summary", "question": "Summarize 000_ee4045ecc5c71559.txt.",
+                                     "reference_answer": "…", "key_points": ["Aliyev", "decades", "deputy prime ministers"]}]))
+    engine = engine_with(make_settings, embedder, judge_doubting("decades at odds"), ParaphrasedSummary())
+    report = evaluate(engine, load_testset(path))
+    assert report["summary"]["sentences_quoted"] == pytest.approx(1 / 3, abs=0.001)
+    assert report["summary"]["by_kind"]["summary"]["sentences_quoted"] == pytest.approx(1 / 3, abs=0.001)
+    assert report["cases"][0]["correct"] and report["cases"][0]["all_supported"]
+    assert "quoted for the draft's “- Armenia and Azerbaijan: three decades at odds" in render_html(report)
