@@ -103,11 +103,16 @@ class Choice(BaseModel):
     finish_reason: Literal["stop"] = "stop"
 
 
-class ChatCompletion(Grounded):
+class _Envelope(BaseModel):
+    """What every completion object carries."""
+
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str = MODEL
+
+
+class ChatCompletion(_Envelope, Grounded):
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[Choice]
 
 
@@ -122,13 +127,10 @@ class ChunkChoice(BaseModel):
     finish_reason: Literal["stop"] | None = None
 
 
-class Chunk(BaseModel):
+class Chunk(_Envelope):
     """One `chat.completion.chunk`."""
 
-    id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str = MODEL
     choices: list[ChunkChoice]
 
 
@@ -466,7 +468,19 @@ class Door:
             self.slots.release()
             raise
         events = _events(answering, deltas, first, _completion_id())
-        return StreamingResponse(_released(events, deltas, self.slots.release), media_type="text/event-stream")
+        return _ClosingStream(_released(events, deltas, self.slots.release), media_type="text/event-stream")
+
+
+class _ClosingStream(StreamingResponse):
+    """Closes its event generator however the response ends. A client that leaves mid-stream stops
+    Starlette at a `send`, where the generator is only suspended: without this it would hold the
+    model's lock and its slot until garbage collection got to it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 def _completion_id() -> str:
@@ -531,6 +545,7 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
     app = FastAPI(title="rag", version="1", lifespan=lifespan,
                   description="Grounded, cited answers over a document folder, through the OpenAI chat API. "
                   "Responses add `answer`, `refused`, `refusal_reason`, `citations`, `sentences`, `support_check`, `notices`.")
+    app.state.door = door
     _install_error_handlers(app)
     app.add_middleware(RequestGuard, limit=settings.server.max_request_bytes)
     app.include_router(_v1(door))

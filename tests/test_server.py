@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -189,6 +189,45 @@ def test_concurrent_requests_are_all_answered(serve):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(one, range(8)))
     assert len(set(answers)) == 1 and MARKER.search(answers[0])
+
+
+def test_a_client_that_leaves_mid_stream_frees_the_model_and_its_slot(serve):
+    """As uvicorn reports it (ASGI 2.3): an http.disconnect while the answer streams."""
+    client = serve(max_concurrent=1)
+    body = json.dumps({**user(MEET), "stream": True}).encode()
+    sent: list[bytes] = []
+
+    async def leave_after_two_events() -> None:
+        gone, calls = anyio.Event(), 0
+
+        async def receive() -> dict:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                sent.append(message["body"])
+                if len(sent) == 2:
+                    gone.set()
+                    await anyio.sleep(0.2)  # the client is gone before the next event
+
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 9),
+                 "server": ("127.0.0.1", 80)}
+        await client.app(scope, receive, send)
+
+    client.portal.call(leave_after_two_events)
+    assert len(sent) == 2 and b"[DONE]" not in b"".join(sent)  # it left mid-answer
+    lock = client.engine.generation_lock
+    assert lock.acquire(timeout=5), "the model's lock was kept by the abandoned answer"
+    lock.release()
+    assert not client.app.state.door.slots.locked()  # its slot was given back
+    assert client.post("/v1/chat/completions", json=user(MEET)).status_code == 200
 
 
 # ---- bad requests ----
