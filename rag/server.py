@@ -250,13 +250,13 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body = await self._read(scope, receive)
+        body, send = await self._read(scope, receive), _nosniff(send)
         if body is None:
             too_large = ApiError(413, f"The request body is larger than {self.limit:,} bytes (server.max_request_bytes).",
                                  code="request_too_large")
             await too_large.response()(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), _nosniff(send))
+        await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = dict(scope["headers"]).get(b"content-length", b"0")

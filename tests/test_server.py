@@ -264,7 +264,9 @@ def test_an_unknown_model_or_path_is_a_404(serve):
 def test_a_request_body_over_the_limit_is_a_413_with_or_without_a_length(serve):
     client = serve(max_request_bytes=2048)
     big = json.dumps(user("x " * 1500)).encode()
-    assert_error(client.post("/v1/chat/completions", content=big), 413, "larger than 2,048 bytes")
+    too_large = client.post("/v1/chat/completions", content=big)
+    assert assert_error(too_large, 413, "larger than 2,048 bytes")["code"] == "request_too_large"
+    assert too_large.headers["x-content-type-options"] == "nosniff"
     chunked = client.post("/v1/chat/completions", content=iter([big[:1500], big[1500:]]))  # no Content-Length
     assert "content-length" not in chunked.request.headers
     assert_error(chunked, 413, "larger than 2,048 bytes")
