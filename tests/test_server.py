@@ -16,6 +16,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import anyio
 import httpx
@@ -455,17 +458,15 @@ def test_an_unexpected_error_is_a_500_without_a_traceback(serve):
 # ---- a real `rag serve` process, real clients ----
 
 
-@pytest.fixture(scope="module")
-def rag_server(tmp_path_factory):
-    """`rag serve` on a free loopback port with the mock LLM and an API key; stopped after the module."""
-    folder = tmp_path_factory.mktemp("served")
+@contextmanager
+def running_rag_serve(folder: Path, up: str = "/readyz", **env: str) -> Iterator[str]:
+    """`rag serve` over a copy of the seeds on a free loopback port, once `up` answers 200; stopped after."""
     shutil.copytree(SEEDS, folder / "corpus")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(RAG_CORPUS_PATH=str(folder / "corpus"), RAG_CHROMA_PATH=str(folder / "index"), RAG_LLM_BACKEND="mock",
-               RAG_SERVER_API_KEYS=KEY)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    environ.update(RAG_CORPUS_PATH=str(folder / "corpus"), RAG_CHROMA_PATH=str(folder / "index"), **env)
     log = folder / "serve.log"
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], env=env, cwd=folder,
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], env=environ, cwd=folder,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -473,7 +474,7 @@ def rag_server(tmp_path_factory):
         while True:
             assert proc.poll() is None and time.monotonic() < deadline, f"rag serve did not start: {log.read_text()[-3000:]}"
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{url}{up}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -486,6 +487,13 @@ def rag_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def rag_server(tmp_path_factory):
+    """One `rag serve` with the mock LLM and an API key for the module's tests."""
+    with running_rag_serve(tmp_path_factory.mktemp("served"), RAG_LLM_BACKEND="mock", RAG_SERVER_API_KEYS=KEY) as url:
+        yield url
 
 
 @pytest.fixture
@@ -548,3 +556,18 @@ def test_curl_without_a_key_gets_401_and_an_openai_error(rag_server):
     assert status == "401" and json.loads(text)["error"]["code"] == "invalid_api_key"
     health = subprocess.run([curl, "-sS", f"{rag_server}/healthz"], capture_output=True, text=True, timeout=30, check=True)
     assert json.loads(health.stdout) == {"status": "ok"}
+
+
+@pytest.mark.server
+def test_a_server_whose_llm_backend_is_unreachable_is_alive_not_ready_and_says_why(tmp_path):
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with running_rag_serve(tmp_path, up="/healthz", RAG_LLM_BACKEND="openai-compatible", RAG_LLM_BASE_URL=nowhere,
+                           RAG_LLM_MAX_RETRIES="0", RAG_LLM_TIMEOUT_S="2") as url:
+        deadline = time.monotonic() + 30
+        while (probe := httpx.get(f"{url}/readyz", timeout=10)).json()["status"] != "failed":
+            assert time.monotonic() < deadline, probe.text
+            time.sleep(0.3)
+        assert probe.status_code == 503 and "Cannot connect to the server at" in probe.json()["error"]
+        reply = httpx.post(f"{url}/v1/chat/completions", json=user(MEET), timeout=30)
+        assert reply.status_code == 503 and "The LLM could not be loaded: Cannot connect" in reply.json()["error"]["message"]
+        assert reply.headers["retry-after"] == "5" and "Traceback" not in reply.text
