@@ -18,10 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 
@@ -66,8 +67,8 @@ def _ready(url: str) -> bool:
         return False
 
 
-def client_run(url: str, key: str | None, count: int, offset: int) -> list[tuple[float, int]]:
-    """`count` questions one after another; (seconds, status) of each (status 0: no reply)."""
+def client_run(url: str, key: str | None, count: int, offset: int) -> list[tuple[float, int, str]]:
+    """`count` questions one after another; (seconds, status, error message) of each (status 0: no reply)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     results = []
     with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
@@ -75,24 +76,26 @@ def client_run(url: str, key: str | None, count: int, offset: int) -> list[tuple
             body = {"model": "rag", "messages": [{"role": "user", "content": QUESTIONS[(offset + i) % len(QUESTIONS)]}]}
             start = time.perf_counter()
             try:
-                status = client.post("/v1/chat/completions", json=body).status_code
-            except httpx.HTTPError:
-                status = 0
-            results.append((time.perf_counter() - start, status))
+                reply = client.post("/v1/chat/completions", json=body)
+                status, error = reply.status_code, "" if reply.status_code == 200 else reply.json()["error"]["message"]
+            except httpx.HTTPError as exc:
+                status, error = 0, f"{type(exc).__name__}: {exc}"
+            results.append((time.perf_counter() - start, status, error))
     return results
 
 
-def level(url: str, key: str | None, clients: int, requests: int) -> dict[str, float]:
+def level(url: str, key: str | None, clients: int, requests: int) -> dict[str, Any]:
     share = [requests // clients + (i < requests % clients) for i in range(clients)]
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         runs = list(pool.map(lambda i: client_run(url, key, share[i], i), range(clients)))
     wall = time.perf_counter() - start
     results = [r for run in runs for r in run]
-    latencies = sorted(seconds for seconds, status in results if status == 200)
+    latencies = sorted(seconds for seconds, status, _ in results if status == 200)
     p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else (latencies or [float("nan")])[0]
-    return {"clients": clients, "requests": len(results), "errors": sum(status != 200 for _, status in results),
-            "rps": len(latencies) / wall, "p50": statistics.median(latencies) if latencies else float("nan"), "p95": p95}
+    errors = Counter(f"HTTP {status}: {error[:160]}" for _, status, error in results if status != 200)
+    return {"clients": clients, "requests": len(results), "errors": errors, "rps": len(latencies) / wall,
+            "p50": statistics.median(latencies) if latencies else float("nan"), "p95": p95}
 
 
 def main() -> None:
@@ -108,8 +111,10 @@ def main() -> None:
             print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'answers/s':>9} {'p50 s':>7} {'p95 s':>7}   ({url})")
             for clients in args.clients:
                 row = level(url, args.key, clients, max(args.requests, clients))
-                print(f"{row['clients']:>7} {row['requests']:>8} {row['errors']:>6} {row['rps']:>9.2f} {row['p50']:>7.3f} {row['p95']:>7.3f}",
-                      flush=True)
+                print(f"{row['clients']:>7} {row['requests']:>8} {row['errors'].total():>6} {row['rps']:>9.2f} {row['p50']:>7.3f} "
+                      f"{row['p95']:>7.3f}", flush=True)
+                for error, times in row["errors"].items():
+                    print(f"{'':>9}{times} x {error}")
 
 
 @contextmanager
