@@ -26,6 +26,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("llm", "model"): getattr(args, "llm_model", None),
         ("llm", "base_url"): getattr(args, "llm_base_url", None),
         ("retrieval", "top_k"): getattr(args, "top_k", None),
+        ("server", "host"): getattr(args, "host", None),
+        ("server", "port"): getattr(args, "port", None),
     }
     nested: dict[str, Any] = {}
     for (group, key), value in pairs.items():
@@ -105,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("action", choices=["list", "export"])
     p.add_argument("--to", type=Path, help="export: the YAML test set to write (e.g. eval/feedback.yaml)")
+
+    p = sub.add_parser("serve", help="the OpenAI-compatible HTTP API (/v1/chat/completions, /docs)")
+    _common(p)
+    p.add_argument("--host", help="address to listen on (server.host, default 127.0.0.1; others need RAG_SERVER_API_KEYS)")
+    p.add_argument("--port", type=int, help="port (server.port, default 8090)")
     return parser
 
 
@@ -163,8 +170,8 @@ def print_answer(answer: Answer) -> None:
     """After the streamed draft: the refusal (if the draft was withheld) or the cited answer, and sources."""
     print()
     if answer.refused:
-        if answer.draft:  # the streamed draft was not grounded: say so plainly
-            print(f"\n{answer.answer} (the draft above was withheld: {answer.refusal_reason})")
+        if note := answer.withheld_note():  # the streamed draft was not grounded: say so plainly
+            print(f"\n{note}")
         if answer.passages and answer.refusal_reason != "no question":
             print("Closest passages:")
             for p in answer.passages[:3]:
@@ -406,7 +413,22 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "doctor": cmd_doctor, "eval": cmd_eval, "feedback": cmd_feedback}
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Check the address and keys before loading models (a refusal comes at once), then serve."""
+    from rag.server import api_keys, check_exposure, serve
+
+    settings = _settings(args)
+    check_exposure(settings.server, api_keys(settings.server))
+    engine = _engine(settings)
+    print(f"Serving on http://{settings.server.host}:{settings.server.port}/v1 (API docs: /docs)", file=sys.stderr, flush=True)
+    serve(engine, settings)
+    return 0
+
+
+COMMANDS = {
+    "ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "doctor": cmd_doctor, "eval": cmd_eval, "feedback": cmd_feedback,
+    "serve": cmd_serve,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -120,3 +120,9 @@ class Answer(BaseModel):
     dropped_citations: list[int] = Field(default_factory=list, description="[n] the model wrote that no answer sentence rests on.")
     backend: Backend
     timings: Timings = Field(default_factory=Timings)
+
+    def withheld_note(self) -> str | None:
+        """For a door that already showed the streamed draft: the refusal that replaced it, and why."""
+        if self.refused and self.draft:
+            return f"{self.answer} (the draft above was withheld: {self.refusal_reason})"
+        return None

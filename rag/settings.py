@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.errors import ConfigError
 
@@ -154,6 +154,29 @@ class EvalSettings(_Group):
                            api_key=self.judge_api_key, max_tokens=256)
 
 
+class ServerSettings(_Group):
+    """`rag serve`: where it listens and what it lets in (rag/server.py)."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on; any but loopback needs API keys.")
+    port: int = Field(8090, ge=1, le=65535)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys a request must bring as `Authorization: Bearer <key>` "
+        "(RAG_SERVER_API_KEYS: comma-separated); none: no key is asked for."
+    )
+    api_keys_file: Path | None = Field(None, description="A file of further keys, one a line (# comments).")
+    max_request_bytes: int = Field(1_048_576, ge=1024, le=2**30, description="Larger request bodies get HTTP 413.")
+    rate_limit_per_minute: int = Field(60, ge=0, le=1_000_000, description="/v1 requests per API key in any minute; more get "
+                                       "HTTP 429. 0: no limit (nor is there one without keys: all callers are on this machine).")
+    max_concurrent: int = Field(8, ge=1, le=32, description="Answers computed at once; later requests wait their turn "
+                                "(each holds a worker thread, of which there are 40).")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """RAG_SERVER_API_KEYS=key1,key2 (a list in the settings file)."""
+        return [key.strip() for key in value.split(",") if key.strip()] if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     """Everything the pipeline reads. Groups mirror the sections of `rag.toml`."""
 
@@ -173,6 +196,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     embed: EmbeddingSettings = EmbeddingSettings()
     eval: EvalSettings = EvalSettings()
+    server: ServerSettings = ServerSettings()
     cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Where joined model files are kept (outside the repo).")
 
     @model_validator(mode="after")
@@ -207,7 +231,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the settings file ({exc}).") from exc
     base = path.resolve().parent
-    for group, key in (("corpus", "path"), ("chroma", "path"), ("eval", "testset"), ("eval", "thresholds")):
+    for group, key in (("corpus", "path"), ("chroma", "path"), ("eval", "testset"), ("eval", "thresholds"), ("server", "api_keys_file")):
         value = data.get(group, {}).get(key) if isinstance(data.get(group), dict) else None
         if isinstance(value, str):
             data[group][key] = str((base / Path(value).expanduser()))

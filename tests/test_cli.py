@@ -1,4 +1,5 @@
 import json
+import pytest
 
 
 from conftest import SEED_A, SEED_B
@@ -80,3 +81,12 @@ def test_chat_repl_keeps_history_and_new_resets(mock_env, monkeypatch, capsys):
     assert main(["chat"]) == 0
     out = capsys.readouterr().out
     assert "transport links" in out and "making good progress" in out and "(new conversation)" in out
+
+
+def test_serve_beyond_loopback_without_keys_refuses_before_loading_anything(mock_env, monkeypatch, capsys):
+    import rag.engine
+
+    monkeypatch.setattr(rag.engine, "build_engine", lambda *a, **k: pytest.fail("no engine should be built"))
+    assert main(["serve", "--host", "0.0.0.0", "--port", "8091"]) == 2
+    err = capsys.readouterr().err
+    assert "Refusing to listen on 0.0.0.0 without API keys" in err and "RAG_SERVER_API_KEYS" in err and "Traceback" not in err

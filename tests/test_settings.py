@@ -81,3 +81,21 @@ def test_an_empty_support_pairs_setting_turns_the_verifier_measurement_off(monke
     assert load_settings().eval.support_pairs is None
     monkeypatch.setenv("RAG_EVAL_SUPPORT_PAIRS", "eval/other.yaml")
     assert str(load_settings().eval.support_pairs) == "eval/other.yaml"
+
+
+def test_server_settings_default_to_loopback_and_take_keys_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    s = load_settings()
+    assert s.server.host == "127.0.0.1" and s.server.api_keys == [] and s.server.api_keys_file is None
+    monkeypatch.setenv("RAG_SERVER_API_KEYS", " key-one, key-two ,")
+    monkeypatch.setenv("RAG_SERVER_RATE_LIMIT_PER_MINUTE", "5")
+    s = load_settings()
+    assert [k.get_secret_value() for k in s.server.api_keys] == ["key-one", "key-two"]
+    assert "key-one" not in repr(s.server) and s.server.rate_limit_per_minute == 5
+    cfg = tmp_path / "conf" / "rag.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('[server]\napi_keys_file = "keys.txt"\nport = 9000\n')
+    s = load_settings(cfg)
+    assert s.server.api_keys_file == tmp_path / "conf" / "keys.txt" and s.server.port == 9000  # relative to the file
+    monkeypatch.setenv("RAG_SERVER_PORT", "0")
+    with pytest.raises(ConfigError, match="server.port"):
+        load_settings(cfg)
