@@ -131,11 +131,14 @@ class Retriever:
     def __init__(self, index: Index) -> None:
         self.index = index
         self.settings = index.settings.retrieval
+        self._vectors: VectorStoreIndex | None = None
         index.current()  # load BM25 now: the first question should not wait for it, and damage shows at start
 
     def _vector_index(self) -> VectorStoreIndex:
-        """Over the index's vector store of the moment (it changes when another replica rebuilt the collection)."""
-        return VectorStoreIndex.from_vector_store(self.index.vector_store, embed_model=self.index.embed_model)
+        """Over the index's vector store of the moment (a new one when another replica rebuilt the collection)."""
+        if self._vectors is None or self._vectors.vector_store is not self.index.vector_store:
+            self._vectors = VectorStoreIndex.from_vector_store(self.index.vector_store, embed_model=self.index.embed_model)
+        return self._vectors
 
     def retrieve(self, question: str, top_k: int | None = None, filters: Filters | None = None) -> Retrieval:
         """Ranked, de-duplicated passages within the budget; `top_k` overrides the setting."""
