@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SEED_A, SEED_B, label
-from rag.index import Index, ingest, open_index
+from rag.index import Index, ingest, open_index, stored_source_hashes
 from rag.retrieve import Retriever
 
 QUESTIONS = ["Who will meet in Moscow next week?", "Lachin Corridor checkpoint ICJ", "What did Shoigu say about the West?"]
@@ -59,7 +59,7 @@ def test_a_second_replica_retrieves_the_same_passages_and_keeps_nothing_on_disk(
     for question in QUESTIONS:
         assert _passages(rb, question) == _passages(ra, question) != []
     assert b.titles() == a.titles() and set(b.titles()) == {SEED_A, SEED_B}
-    assert b.source_hashes() == a.source_hashes()
+    assert b.source_hashes() == a.source_hashes() == stored_source_hashes(b.settings)  # `rag feedback` on B, no models
     assert list((tmp_path / "b").glob("*")) == []  # nothing retrieval needs is on a replica's disk
     assert [p.name for p in (tmp_path / "a").glob("*")] == ["corpus.ingest.lock"]
 
@@ -87,6 +87,17 @@ def test_an_ingest_through_either_replica_reaches_the_other_without_restart(repl
 
 
 @pytest.mark.server
+def test_a_replica_follows_a_rebuild_through_the_other(replicas):
+    a, b = replicas
+    rb = Retriever(b)
+    before = _passages(rb, QUESTIONS[0])
+    a, report = ingest(a, rebuild_first=True)  # drops and recreates the collection on the server
+    assert report.rebuilt and b.collection.id != a.collection.id
+    _until(lambda: b.current() and b.collection.id == a.collection.id)
+    assert _passages(rb, QUESTIONS[0]) == before
+
+
+@pytest.mark.server
 def test_a_replica_answers_without_errors_while_another_ingests(replicas, corpus, embedder):
     from rag.answer import ask
     from rag.engine import build_engine
@@ -104,16 +115,17 @@ def test_a_replica_answers_without_errors_while_another_ingests(replicas, corpus
 
     asker = threading.Thread(target=keep_asking)
     asker.start()
+    edits = [(corpus / f"note{i}.txt", f"Note {i}: the harbour of Aldmere opened in {1900 + i}.\n" * 40) for i in range(3)]
     try:
-        for i in range(3):
-            (corpus / f"note{i}.txt").write_text(f"Note {i}: the harbour of Aldmere opened in {1900 + i}.\n" * 40, encoding="utf-8")
+        for path, text in [*edits, (corpus / SEED_A, "Zorblax the comet was seen over Yerevan.\n")]:
+            path.write_text(text, encoding="utf-8")
+            asked = len(answers)
             a, _ = ingest(a)
-        (corpus / SEED_A).write_text("Zorblax the comet was seen over Yerevan.\n", encoding="utf-8")
-        a, _ = ingest(a)
+            _until(lambda: len(answers) > asked + 1 or errors, seconds=60)  # B has answered in this version too
     finally:
         done.set()
         asker.join(timeout=60)
-    assert errors == [] and len(answers) >= 3
+    assert errors == []
     assert all(not answer.refused for answer in answers)  # SEED_B answers it in every version
 
 
