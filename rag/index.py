@@ -1,18 +1,29 @@
 """The index: a Chroma collection (embedded or server) plus a docstore, kept in sync with the corpus.
 
 Ingestion runs LlamaIndex's IngestionPipeline (SentenceSplitter -> span mapping -> embedding
--> ChromaVectorStore) with a persisted SimpleDocumentStore, so unchanged files are skipped,
-changed files are replaced and deleted files are removed.
+-> ChromaVectorStore) with a docstore, so unchanged files are skipped, changed files are
+replaced and deleted files are removed. The docstore is a JSON file in embedded mode and a
+second Chroma collection in http mode, so every replica over one Chroma server plans the
+same incremental ingest.
+
+An ingest that changed something ends by writing a new index version into the collection's
+metadata. Each process checks it (at most every `chroma.refresh_s`) and then reloads what it
+keeps besides the live vectors: BM25 (rebuilt from the collection's chunks; Chroma 1.5's
+own sparse/BM25 index is refused by a local server) and the document records.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
+import math
 import os
 import re
 import shutil
+import threading
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -25,6 +36,8 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, Document, TextNode, TransformComponent
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from llama_index.core.storage.docstore import SimpleDocumentStore
+from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
+from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION, BaseKVStore
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import PrivateAttr
 
@@ -34,6 +47,7 @@ from rag.settings import Settings
 
 BATCH_DOCS = 16  # documents per pipeline run: progress steps and crash-safe checkpoints
 PAGE = 5000  # records per Chroma read or delete: SQLite caps the variables of one statement
+VERSION_KEY = "index_version"  # collection metadata: changes at the end of every ingest that changed something
 
 
 def _client(settings: Settings) -> Any:
@@ -103,6 +117,77 @@ class BatchedChromaVectorStore(ChromaVectorStore):
         return ids
 
 
+def paged_get(collection: Any, include: list[str], where: dict | None = None) -> dict[str, list]:
+    """Every matching record's ids and fields, read in pages: one unbounded `get` fails past ~30k
+    chunks ("too many SQL variables", measured at 135k chunks)."""
+    got: dict[str, list] = {name: [] for name in ["ids", *include]}
+    offset = 0
+    while True:
+        page = collection.get(where=where, include=include, limit=PAGE, offset=offset)
+        for name in got:
+            got[name].extend(page[name] or [])
+        if len(page["ids"]) < PAGE:
+            return got
+        offset += PAGE
+
+
+class ChromaKVStore(BaseKVStore):
+    """LlamaIndex's key-value store interface over a Chroma collection: the docstore in http mode.
+
+    LlamaIndex ships KV stores for Redis, MongoDB, Postgres and others, none for Chroma, the
+    one server every replica here already shares. One record per key, its value the record's
+    document as JSON. A collection without an embedding function still needs an embedding per
+    record (without one Chroma reaches for its default model): each carries the vector [0.0].
+    """
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+
+    def put(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
+        self.put_all([(key, val)], collection)
+
+    def put_all(self, kv_pairs: list[tuple[str, dict]], collection: str = DEFAULT_COLLECTION,
+                batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        for start in range(0, len(kv_pairs), PAGE):
+            page = kv_pairs[start : start + PAGE]
+            self._collection.upsert(ids=[f"{collection}/{key}" for key, _ in page], documents=[json.dumps(v) for _, v in page],
+                                    metadatas=[{"kv": collection}] * len(page), embeddings=[[0.0]] * len(page))
+
+    def get(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
+        got = self._collection.get(ids=[f"{collection}/{key}"], include=["documents"])
+        return json.loads(got["documents"][0]) if got["ids"] else None
+
+    def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
+        got = paged_get(self._collection, ["documents"], where={"kv": collection})
+        return {i.removeprefix(f"{collection}/"): json.loads(doc) for i, doc in zip(got["ids"], got["documents"])}
+
+    def delete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        found = bool(self._collection.get(ids=[f"{collection}/{key}"], include=[])["ids"])
+        self._collection.delete(ids=[f"{collection}/{key}"])
+        return found
+
+    async def aput(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
+        self.put(key, val, collection)
+
+    async def aget(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
+        return self.get(key, collection)
+
+    async def aget_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
+        return self.get_all(collection)
+
+    async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        return self.delete(key, collection)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What retrieval keeps besides the live vectors, as of one index version."""
+
+    version: str
+    bm25: Any  # BM25Retriever | None (vector mode or an empty index)
+    documents: dict[str, Document]  # doc id -> the document record (metadata, content hash)
+
+
 @dataclass
 class Index:
     """Handles on the collection, its vector store and the docstore; built once, passed around."""
@@ -113,8 +198,11 @@ class Index:
     client: Any
     collection: Any
     vector_store: BatchedChromaVectorStore
-    docstore: SimpleDocumentStore
+    docstore: KVDocumentStore
     docstore_path: Path
+    _snapshot: Snapshot | None = None
+    _checked: float = -math.inf  # time.monotonic() of the last version check
+    _refreshing: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:
         return int(self.collection.count())
@@ -138,16 +226,17 @@ class Index:
         return dict(Counter(str(m.get("file_name", "?")) for m in got["metadatas"]))
 
     def documents(self) -> dict[str, Document]:
-        return {doc_id: doc for doc_id, doc in self.docstore.docs.items() if isinstance(doc, Document)}
+        return self.current().documents
 
     @property
     def bm25_path(self) -> Path:
         return self.settings.chroma.path / f"{self.settings.chroma.collection}.bm25"
 
     def nodes(self) -> list[TextNode]:
-        """Every chunk in the collection, as LlamaIndex nodes (for the BM25 index)."""
+        """Every chunk in the collection, once each, as LlamaIndex nodes (for the BM25 index)."""
         got = self.get_all(["documents", "metadatas"])
-        return [metadata_dict_to_node(meta, text=text) for text, meta in zip(got["documents"], got["metadatas"])]
+        nodes = {i: metadata_dict_to_node(meta, text=text) for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
+        return list(nodes.values())  # a page read while another process deletes can repeat a record
 
     def titles(self) -> dict[str, str]:
         """Each indexed file's title (its file name when it has none), for questions that name a document."""
@@ -156,7 +245,7 @@ class Index:
 
     def source_hashes(self) -> dict[str, str]:
         """Each indexed file's content hash: what tells a feedback case that its documents changed."""
-        return _source_hashes(self.docstore)
+        return _source_hashes(self.documents())
 
     def document_chunks(self, source: str) -> list[TextNode]:
         """One file's chunks in reading order: a summary reads the document, not a ranking of it."""
@@ -165,44 +254,95 @@ class Index:
         return sorted(nodes, key=lambda n: n.start_char_idx or 0)
 
     def get_all(self, include: list[str]) -> dict[str, list]:
-        """Every record's fields, read in pages: one unbounded `get` fails past ~30k chunks
-        ("too many SQL variables", measured at 135k chunks)."""
-        got: dict[str, list] = {field: [] for field in include}
-        offset = 0
-        while True:
-            page = self.collection.get(include=include, limit=PAGE, offset=offset)
-            for field in include:
-                got[field].extend(page[field] or [])
-            if len(page["ids"]) < PAGE:
-                return got
-            offset += PAGE
+        return paged_get(self.collection, include)
 
-    def rebuild_bm25(self) -> None:
-        """Re-index the chunks for BM25 (LlamaIndex BM25Retriever) and persist it next to Chroma."""
-        BM25Retriever = _bm25_class()  # noqa: N806
+    def current(self) -> Snapshot:
+        """BM25 and the document records of the index version in shared storage.
 
+        The version is checked at most every `chroma.refresh_s`, so an ingest by another process
+        or replica shows within about that time plus one reload. While one thread reloads, the
+        others go on answering from the version they have.
+        """
+        if self._snapshot is not None and time.monotonic() - self._checked < self.settings.chroma.refresh_s:
+            return self._snapshot
+        if not self._refreshing.acquire(blocking=self._snapshot is None):
+            return self._snapshot
+        try:
+            self._checked = time.monotonic()
+            version = self._live_version()
+            if self._snapshot is None or version != self._snapshot.version:
+                self._snapshot = self._load_snapshot(version)
+            return self._snapshot
+        finally:
+            self._refreshing.release()
+
+    def _live_version(self) -> str:
+        """The version in the collection's metadata, read afresh; follows a collection rebuilt elsewhere."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            live = self.client.get_collection(self.settings.chroma.collection, embedding_function=None)
+        except NotFoundError:  # dropped by a rebuild elsewhere, not yet created again: keep what we have
+            return self._snapshot.version if self._snapshot else ""
+        if live.id != self.collection.id:
+            self.collection = live
+            self.vector_store = BatchedChromaVectorStore(chroma_collection=live, max_batch=self.vector_store.max_batch)
+        return str((live.metadata or {}).get(VERSION_KEY, ""))
+
+    def _load_snapshot(self, version: str) -> Snapshot:
+        docs = _open_docstore(self.settings, self.client).docs
+        bm25 = self._load_bm25(version) if self.settings.retrieval.mode == "hybrid" else None
+        return Snapshot(version, bm25, {doc_id: doc for doc_id, doc in docs.items() if isinstance(doc, Document)})
+
+    def publish(self) -> None:
+        """Give the index a new version, which every process then loads (this one at its next question).
+
+        In embedded mode BM25 is persisted first, stamped with the version, so another process
+        loads it from the folder instead of rebuilding it.
+        """
+        version = uuid.uuid4().hex
+        if self.settings.chroma.mode == "embedded":
+            self.rebuild_bm25(version)
+        # Chroma replaces the whole metadata and refuses `hnsw:` keys once the collection exists
+        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        self.collection.modify(metadata={**meta, VERSION_KEY: version})
+        self._checked = -math.inf
+
+    def rebuild_bm25(self, version: str) -> None:
+        """Re-index the chunks for BM25 (LlamaIndex BM25Retriever) and persist it next to Chroma (embedded mode)."""
         shutil.rmtree(self.bm25_path, ignore_errors=True)
-        nodes = self.nodes()
-        if not nodes:
+        retriever = self._build_bm25()
+        if retriever is None:
             return
         tmp = self.bm25_path.with_suffix(".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(len(nodes), 100), language="en")
         retriever.persist(str(tmp), show_progress=False)
+        (tmp / VERSION_KEY).write_text(version)
         os.replace(tmp, self.bm25_path)
 
-    def load_bm25(self):  # noqa: ANN201 - BM25Retriever | None
-        """The persisted BM25 retriever; rebuilt when missing, an error naming the fix when damaged."""
-        BM25Retriever = _bm25_class()  # noqa: N806
+    def _build_bm25(self):  # noqa: ANN202 - BM25Retriever | None
+        nodes = self.nodes()
+        if not nodes:
+            return None
+        # room for post-hoc filtering; bm25s needs k <= number of chunks
+        return _bm25_class().from_defaults(nodes=nodes, similarity_top_k=min(4 * self.settings.retrieval.candidates, len(nodes)),
+                                           language="en")
 
-        if not self.bm25_path.exists() and self.count():
-            self.rebuild_bm25()
+    def _load_bm25(self, version: str):  # noqa: ANN202 - BM25Retriever | None
+        """BM25 of `version`: from the folder when persisted for it (embedded mode), else rebuilt from the chunks."""
+        if self.settings.chroma.mode == "http":
+            return self._build_bm25()
+        stamp = self.bm25_path / VERSION_KEY
+        if not stamp.exists() or stamp.read_text() != version:
+            self.rebuild_bm25(version)
         if not self.bm25_path.exists():
             return None
         try:
-            return BM25Retriever.from_persist_dir(str(self.bm25_path), show_progress=False)
-        except Exception as exc:  # damaged files: rebuild from the collection
+            retriever = _bm25_class().from_persist_dir(str(self.bm25_path), show_progress=False)
+        except Exception as exc:  # damaged files
             raise IndexStateError(f"The BM25 index {self.bm25_path} is unreadable ({exc}). Run `rag ingest --rebuild`.") from exc
+        retriever.similarity_top_k = min(4 * self.settings.retrieval.candidates, int(retriever.bm25.scores.get("num_docs", 1)))
+        return retriever
 
 
 def _bm25_class():  # noqa: ANN202
@@ -213,17 +353,29 @@ def _bm25_class():  # noqa: ANN202
     return BM25Retriever
 
 
-def _source_hashes(docstore: SimpleDocumentStore) -> dict[str, str]:
-    return {str(d.metadata.get("file_name")): d.hash for d in docstore.docs.values() if isinstance(d, Document)}
+def _source_hashes(documents: dict[str, BaseNode]) -> dict[str, str]:
+    return {str(d.metadata.get("file_name")): d.hash for d in documents.values() if isinstance(d, Document)}
 
 
 def stored_source_hashes(settings: Settings) -> dict[str, str]:
-    """The indexed files' content hashes, read from the docstore alone (no Chroma, no models)."""
-    return _source_hashes(_load_docstore(_docstore_path(settings)))
+    """The indexed files' content hashes, read from the docstore alone (no models)."""
+    return _source_hashes(_open_docstore(settings).docs)
 
 
 def _docstore_path(settings: Settings) -> Path:
     return settings.chroma.path / f"{settings.chroma.collection}.docstore.json"
+
+
+def _docstore_collection(settings: Settings) -> str:
+    return f"{settings.chroma.collection}.docstore"
+
+
+def _open_docstore(settings: Settings, client: Any = None) -> KVDocumentStore:
+    """The document records: a JSON file in the index folder, or a collection on the Chroma server (http mode)."""
+    if settings.chroma.mode == "embedded":
+        return _load_docstore(_docstore_path(settings))
+    records = (client or _client(settings)).get_or_create_collection(_docstore_collection(settings), embedding_function=None)
+    return KVDocumentStore(ChromaKVStore(records))
 
 
 def open_index(settings: Settings, embed_model: BaseEmbedding, embed_label: str) -> Index:
@@ -239,8 +391,6 @@ def open_index(settings: Settings, embed_model: BaseEmbedding, embed_label: str)
         raise IndexStateError(
             f"The index at {settings.chroma.path} cannot be opened ({exc}). Rebuild it with `rag ingest --rebuild`."
         ) from exc
-    path = _docstore_path(settings)
-    docstore = _load_docstore(path)
     return Index(
         settings=settings,
         embed_model=embed_model,
@@ -248,8 +398,8 @@ def open_index(settings: Settings, embed_model: BaseEmbedding, embed_label: str)
         client=client,
         collection=collection,
         vector_store=BatchedChromaVectorStore(chroma_collection=collection, max_batch=client.get_max_batch_size()),
-        docstore=docstore,
-        docstore_path=path,
+        docstore=_open_docstore(settings, client),
+        docstore_path=_docstore_path(settings),
     )
 
 
@@ -344,7 +494,10 @@ def _load_docstore(path: Path) -> SimpleDocumentStore:
 
 
 def _persist_docstore(index: Index) -> None:
-    """Write the docstore atomically: a crash mid-write leaves the previous copy intact."""
+    """Write the docstore file atomically: a crash mid-write leaves the previous copy intact.
+    (In http mode every docstore change is already a write to the server.)"""
+    if index.settings.chroma.mode == "http":
+        return
     tmp = index.docstore_path.with_suffix(".tmp")
     index.docstore.persist(str(tmp))
     os.replace(tmp, index.docstore_path)
@@ -388,10 +541,10 @@ def open_or_reset(settings: Settings, embed_model: BaseEmbedding, embed_label: s
 
 def rebuild(index: Index) -> Index:
     """Drop the collection and docstore (never the corpus) and open them afresh."""
-    try:
-        index.client.delete_collection(index.settings.chroma.collection)
-    except Exception:  # missing or already broken: nothing to drop
-        pass
+    names = [index.settings.chroma.collection] + ([_docstore_collection(index.settings)] if index.settings.chroma.mode == "http" else [])
+    for name in names:
+        with suppress(Exception):  # missing or already broken: nothing to drop
+            index.client.delete_collection(name)
     index.docstore_path.unlink(missing_ok=True)
     shutil.rmtree(index.bm25_path, ignore_errors=True)
     return open_index(index.settings, index.embed_model, index.embed_label)
@@ -427,7 +580,7 @@ def ingest(
     start = time.perf_counter()
     folder = folder or index.settings.corpus.path
     with ingest_lock(index.settings, on_wait):
-        index.docstore = _load_docstore(index.docstore_path)  # another process may have ingested meanwhile
+        index.docstore = _open_docstore(index.settings, index.client)  # another process may have ingested meanwhile
         corpus = load_corpus(folder, int(index.settings.corpus.max_file_mb * 2**20))
         report = IngestReport(folder=str(folder), skipped=corpus.skipped)
         if rebuild_first or _fingerprint(index.settings, index.embed_label) != index.built_with():
@@ -452,8 +605,8 @@ def ingest(
                 progress(min(done + BATCH_DOCS, len(todo)), len(todo))
         if report.removed or not todo:
             _persist_docstore(index)
-        if report.added or report.updated or report.removed or report.rebuilt or not index.bm25_path.exists():
-            index.rebuild_bm25()
+        if report.added or report.updated or report.removed or report.rebuilt or VERSION_KEY not in (index.collection.metadata or {}):
+            index.publish()
     report.chunks_total = index.count()
     report.seconds = time.perf_counter() - start
     return index, report

@@ -122,15 +122,23 @@ class Retrieval:
 
 
 class Retriever:
-    """Vector (+ BM25) retrieval over one index handle."""
+    """Vector (+ BM25) retrieval over one index handle.
+
+    BM25 comes from the index's current snapshot at each question, so an ingest by another
+    process or replica is followed without a restart.
+    """
 
     def __init__(self, index: Index) -> None:
         self.index = index
         self.settings = index.settings.retrieval
-        self._vector_index = VectorStoreIndex.from_vector_store(index.vector_store, embed_model=index.embed_model)
-        self._bm25 = index.load_bm25() if self.settings.mode == "hybrid" else None
-        if self._bm25 is not None:  # room for post-hoc filtering; bm25s needs k <= number of chunks
-            self._bm25.similarity_top_k = min(4 * self.settings.candidates, int(self._bm25.bm25.scores.get("num_docs", 1)))
+        self._vectors: VectorStoreIndex | None = None
+        index.current()  # load BM25 now: the first question should not wait for it, and damage shows at start
+
+    def _vector_index(self) -> VectorStoreIndex:
+        """Over the index's vector store of the moment (a new one when another replica rebuilt the collection)."""
+        if self._vectors is None or self._vectors.vector_store is not self.index.vector_store:
+            self._vectors = VectorStoreIndex.from_vector_store(self.index.vector_store, embed_model=self.index.embed_model)
+        return self._vectors
 
     def retrieve(self, question: str, top_k: int | None = None, filters: Filters | None = None) -> Retrieval:
         """Ranked, de-duplicated passages within the budget; `top_k` overrides the setting."""
@@ -140,8 +148,9 @@ class Retriever:
         vector_hits = self._vector_hits(question, query_vector, filters)
         found = {n.node_id: (n, score) for n, score in vector_hits}
         rankings, weights = [[n.node_id for n, _ in vector_hits]], [cfg.vector_weight]
-        if self._bm25 is not None:
-            bm25_nodes = self._bm25_hits(question, filters)
+        bm25 = self.index.current().bm25
+        if bm25 is not None:
+            bm25_nodes = self._bm25_hits(bm25, question, filters)
             rankings.append([n.node_id for n in bm25_nodes])
             weights.append(cfg.bm25_weight)
             missing = [n for n in bm25_nodes if n.node_id not in found]
@@ -161,7 +170,7 @@ class Retriever:
 
     def _vector_hits(self, question: str, query_vector: np.ndarray, filters: Filters | None) -> list[tuple[BaseNode, float]]:
         cfg = self.settings
-        retriever = self._vector_index.as_retriever(
+        retriever = self._vector_index().as_retriever(
             similarity_top_k=cfg.candidates,
             filters=filters.metadata_filters() if filters else None,
             vector_store_query_mode="mmr" if cfg.mmr else "default",
@@ -172,8 +181,8 @@ class Retriever:
             return list(zip([h.node for h in hits], self._cosines([h.node for h in hits], query_vector)))
         return [(h.node, cosine_from_chroma(h.score)) for h in hits]
 
-    def _bm25_hits(self, question: str, filters: Filters | None) -> list[BaseNode]:
-        hits = [h for h in self._bm25.retrieve(question) if (h.score or 0) > 0]
+    def _bm25_hits(self, bm25, question: str, filters: Filters | None) -> list[BaseNode]:  # noqa: ANN001 - BM25Retriever
+        hits = [h for h in bm25.retrieve(question) if (h.score or 0) > 0]
         nodes = [h.node for h in hits if not filters or filters.accepts(h.node.metadata)]
         return nodes[: self.settings.candidates]
 

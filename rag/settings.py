@@ -43,11 +43,14 @@ class CorpusSettings(_Group):
 
 class ChromaSettings(_Group):
     mode: Literal["embedded", "http"] = Field("embedded", description="embedded: a local folder; http: a `chroma run` server.")
-    path: Path = Field(Path(".rag/index"), description="Index folder (Chroma, docstore, lock) in embedded mode.")
+    path: Path = Field(Path(".rag/index"), description="Index folder: Chroma, docstore and BM25 in embedded mode; the ingest lock (and feedback) in both modes.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     auth_token: SecretStr | None = None
-    collection: str = Field("corpus", min_length=3, max_length=63)
+    collection: str = Field("corpus", min_length=3, max_length=54, description="Chroma collection of the chunks; "
+                            "in http mode the document records are in '<collection>.docstore' (Chroma allows 63 characters).")
+    refresh_s: float = Field(1.0, ge=0, le=3600, description="Least seconds between two checks of the index version "
+                             "(an ingest by another process or replica), then BM25 and the document records are reloaded.")
 
 
 class ChunkingSettings(_Group):

@@ -90,6 +90,34 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def chroma_server(tmp_path: Path):
+    """A `chroma run` server on a free loopback port, its data in the test's folder; stopped at the end."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or str(ROOT / ".venv" / "bin" / "chroma")
+    port = free_port()
+    proc = subprocess.Popen([binary, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "server-data")],
+                            stdout=open(tmp_path / "chroma.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError((tmp_path / "chroma.log").read_text()[-2000:])
+    yield proc, port
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture
 def mock_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, corpus: Path) -> Path:
     """RAG_* variables for a door (CLI, app) over the temp corpus, a temp index and the mock LLM."""
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))

@@ -1,44 +1,14 @@
 """Chroma in client/server mode: `chroma run` on loopback, ingest and ask against it."""
 
 import json
-import subprocess
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import free_port
 
 from rag.cli import main
 
-CHROMA = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "chroma"
-
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture
-def chroma_server(tmp_path):
-    import shutil
-    import sys
-
-    binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or str(CHROMA)
-    port = free_port()
-    proc = subprocess.Popen([binary, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "server-data")],
-                            stdout=open(tmp_path / "chroma.log", "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError((tmp_path / "chroma.log").read_text()[-2000:])
-    yield proc, port
-    proc.terminate()
-    proc.wait(timeout=20)
 
 
 def test_ingest_and_ask_against_a_chroma_server(chroma_server, monkeypatch, tmp_path, corpus, capsys):
@@ -46,7 +16,7 @@ def test_ingest_and_ask_against_a_chroma_server(chroma_server, monkeypatch, tmp_
     monkeypatch.setenv("RAG_CORPUS_PATH", str(corpus))
     monkeypatch.setenv("RAG_CHROMA_MODE", "http")
     monkeypatch.setenv("RAG_CHROMA_PORT", str(port))
-    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "local"))  # docstore and BM25 stay local
+    monkeypatch.setenv("RAG_CHROMA_PATH", str(tmp_path / "local"))  # the ingest lock only
     monkeypatch.setenv("RAG_LLM_BACKEND", "mock")
     assert main(["ingest"]) == 0
     assert "2 added" in capsys.readouterr().out
