@@ -4,7 +4,7 @@ It converts and nothing more: a chat request becomes a question and history for
 `rag.answer` (the same `stream_answer`/`ask` the CLI, the app and the eval call), an ingest
 request calls `Engine.ingest`, and the typed `Answer` goes back as a chat completion whose
 extension fields (`answer`, `refused`, `refusal_reason`, `citations`, `sentences`,
-`support_check`, `notices`) carry what the OpenAI schema has no place for. A stream sends
+`support_check`, `notices`, `passages`) carry what the OpenAI schema has no place for. A stream sends
 the model's draft as it is written and the extension fields in its final chunk; the final
 chunk's `answer` is the text to keep (with [n] markers, or the refusal that replaced the draft).
 """
@@ -36,7 +36,7 @@ from rag.backends import explain_error
 from rag.engine import Engine
 from rag.errors import BackendError, ConfigError, CorpusError, IndexStateError, ModelCrashed, QuestionError, RagError
 from rag.index import IngestReport
-from rag.schema import Answer, Citation, SentenceCheck, Turn
+from rag.schema import Answer, Citation, Passage, SentenceCheck, Turn
 from rag.settings import ServerSettings, Settings
 
 MODEL = "rag"
@@ -85,6 +85,8 @@ class Grounded(BaseModel):
     sentences: list[SentenceCheck] = Field(default_factory=list, description="Each answer sentence's support state.")
     support_check: str = ""
     notices: list[str] = Field(default_factory=list)
+    passages: list[Passage] = Field(default_factory=list, description="The numbered passages the answer was drawn from: "
+                                    "what [n] refers to, cited or not.")
 
     @classmethod
     def of(cls, answer: Answer) -> dict[str, Any]:
@@ -544,7 +546,7 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
 
     app = FastAPI(title="rag", version="1", lifespan=lifespan,
                   description="Grounded, cited answers over a document folder, through the OpenAI chat API. "
-                  "Responses add `answer`, `refused`, `refusal_reason`, `citations`, `sentences`, `support_check`, `notices`.")
+                  "Responses add `answer`, `refused`, `refusal_reason`, `citations`, `sentences`, `support_check`, `notices`, `passages`.")
     app.state.door = door
     _install_error_handlers(app)
     app.add_middleware(RequestGuard, limit=settings.server.max_request_bytes)

@@ -117,6 +117,30 @@ def chroma_server(tmp_path: Path):
     proc.wait(timeout=20)
 
 
+def start_llama_server(model: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
+    """`python -m llama_cpp.server` serving `model` as "smollm2" on a loopback port, once it lists its models."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", *extra],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
+
+
 @pytest.fixture
 def mock_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, corpus: Path) -> Path:
     """RAG_* variables for a door (CLI, app) over the temp corpus, a temp index and the mock LLM."""

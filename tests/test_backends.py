@@ -1,37 +1,16 @@
 """LLM backends: a real OpenAI-compatible server (llama.cpp serving SmolLM2), and clear errors."""
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import free_port
+from conftest import free_port, start_llama_server
 
 from rag.answer import stream_answer
 from rag.backends import PRESETS, build_llm, ensure_gguf, llm_label
 from rag.cli import main
 from rag.errors import BackendError
 from rag.settings import load_settings
-
-
-def _start_server(model: Path, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-        stdout=open(log, "w"), stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +21,7 @@ def smollm2(tmp_path_factory) -> Path:
 @pytest.fixture
 def server(smollm2, tmp_path):
     port = free_port()
-    proc = _start_server(smollm2, port, tmp_path / "server.log")
+    proc = start_llama_server(smollm2, port, tmp_path / "server.log")
     yield proc, f"http://127.0.0.1:{port}/v1"
     proc.terminate()
     proc.wait(timeout=20)

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import SEED_A, SEED_B, SEEDS, free_port
+from conftest import SEED_A, SEED_B, SEEDS, free_port, start_llama_server
 from rag.backends import ExtractiveMockLLM
 from rag.citations import REFUSAL
 from rag.engine import build_engine
@@ -459,12 +459,15 @@ def test_an_unexpected_error_is_a_500_without_a_traceback(serve):
 
 
 @contextmanager
-def running_rag_serve(folder: Path, up: str = "/readyz", **env: str) -> Iterator[str]:
-    """`rag serve` over a copy of the seeds on a free loopback port, once `up` answers 200; stopped after."""
-    shutil.copytree(SEEDS, folder / "corpus")
+def running_rag_serve(folder: Path, up: str = "/readyz", corpus: Path | None = None, **env: str) -> Iterator[str]:
+    """`rag serve` over `corpus` (default: a copy of the seeds) on a free loopback port, once `up` answers 200; stopped after."""
+    if corpus is None:
+        corpus = folder / "corpus"
+        shutil.copytree(SEEDS, corpus)
+    folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    environ.update(RAG_CORPUS_PATH=str(folder / "corpus"), RAG_CHROMA_PATH=str(folder / "index"), **env)
+    environ.update(RAG_CORPUS_PATH=str(corpus), RAG_CHROMA_PATH=str(folder / "index"), **env)
     log = folder / "serve.log"
     proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], env=environ, cwd=folder,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -571,3 +574,49 @@ def test_a_server_whose_llm_backend_is_unreachable_is_alive_not_ready_and_says_w
         reply = httpx.post(f"{url}/v1/chat/completions", json=user(MEET), timeout=30)
         assert reply.status_code == 503 and "The LLM could not be loaded: Cannot connect" in reply.json()["error"]["message"]
         assert reply.headers["retry-after"] == "5" and "Traceback" not in reply.text
+
+
+# ---- two replicas over one Chroma server and one llama.cpp server ----
+
+COMET = "Zorblax the comet was seen over Yerevan on Tuesday by the Byurakan observatory."
+
+
+def _ask(url: str, question: str) -> dict:
+    reply = httpx.post(f"{url}/v1/chat/completions", json=user(question), timeout=120)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+@pytest.mark.server
+def test_two_replicas_over_one_chroma_and_one_llm_server_answer_alike_and_follow_each_others_ingests(
+        chroma_server, tmp_path, corpus):
+    from rag.backends import ensure_gguf
+
+    model = ensure_gguf("smollm2-135m", tmp_path / "cache")
+    llm_port = free_port()
+    # --interrupt_requests False: by default llama_cpp.server cuts the answer it streams when another request comes in
+    llm = start_llama_server(model, llm_port, tmp_path / "llm.log", "--interrupt_requests", "False")
+    shared = dict(RAG_CHROMA_MODE="http", RAG_CHROMA_PORT=str(chroma_server[1]), RAG_LLM_BACKEND="openai-compatible",
+                  RAG_LLM_BASE_URL=f"http://127.0.0.1:{llm_port}/v1", RAG_LLM_MODEL="smollm2",
+                  RAG_ANSWER_SUPPORT_CHECK="lexical")  # SmolLM2 cannot judge support (see test_backends)
+    try:
+        with running_rag_serve(tmp_path / "a", corpus=corpus, **shared) as a, \
+                running_rag_serve(tmp_path / "b", corpus=corpus, **shared) as b:
+            first, second = _ask(a, MEET), _ask(b, MEET)
+            assert first["passages"] and first["passages"] == second["passages"]
+            # the words may differ (llama.cpp's prompt cache changes its arithmetic): the passages and sources may not
+            assert all(not r["refused"] and SEED_A in {c["source"] for c in r["citations"]} for r in (first, second))
+            (corpus / "comet.txt").write_text(COMET + "\n", encoding="utf-8")
+            report = httpx.post(f"{a}/v1/ingest", json={}, timeout=300).json()
+            assert report["added"] == ["comet.txt"], report
+            start, question = time.monotonic(), "What was seen over Yerevan on Tuesday?"
+            answer = _ask(b, question)
+            while not any(p["source"] == "comet.txt" for p in answer["passages"]):
+                assert time.monotonic() - start < 15, answer["passages"]
+                time.sleep(0.5)
+                answer = _ask(b, question)
+            assert answer["passages"][0]["source"] == "comet.txt"
+            assert not answer["refused"] and any(c["source"] == "comet.txt" for c in answer["citations"]), answer
+    finally:
+        llm.terminate()
+        llm.wait(timeout=20)
