@@ -33,6 +33,10 @@ from rag.schema import Passage
 # How many documents a topic-found summary reads: one ("the article about X") unless the question asks for more.
 _MAX_DOCUMENTS = 4
 _WINDOW_HITS = 3  # how-to and explanation: hits widened by their neighbours
+# A page's opening: its first chunks that hold a sentence (a menu or a table of contents holds none).
+_OPENING_CHUNKS = 6
+_PROSE = re.compile(r"[A-Za-z][^.!?\n]{40,}[.!?](?:\s|$)")
+_DOCUMENT_MARGIN = 0.1  # ... from documents whose best hit is within this cosine similarity of the best
 
 _SIDES = [
     re.compile(r"\bbetween (?P<a>.+?) and (?P<b>.+?)[?.!]*$", re.I),
@@ -178,16 +182,35 @@ def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, 
 
 
 def _windows(question: str, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:
+    """The best hits, each with its neighbouring chunks, from the documents that rank near the best;
+    then, while the budget lasts, the best document's opening.
+
+    A document well below the best one is left out: asked how to import a CSV file in the shell,
+    the third hit (the CSV virtual table's page, 0.59 against the shell page's 0.75) was the one
+    the model followed. A page's opening is where it says what it is about, often the answer itself
+    ("open the database using the special filename :memory:"), which no window reached.
+    """
     found = retriever.retrieve(question, filters=filters)
+    best_of: dict[str, float] = {}
+    for hit in found.passages:
+        best_of[hit.source] = max(best_of.get(hit.source, -1.0), hit.score)
+    top = max(best_of.values(), default=0.0)
+    hits = [h for h in found.passages if best_of[h.source] >= top - _DOCUMENT_MARGIN][:_WINDOW_HITS]
     chosen: dict[str, Passage] = {}
     share = budget // _WINDOW_HITS
-    for hit in found.passages[:_WINDOW_HITS]:
+    for hit in hits:
         chunks = retriever.index.document_chunks(hit.source)
         at = next((i for i, c in enumerate(chunks) if c.node_id == hit.node_id), None)
         window = [hit] if at is None else [to_passage(c, hit.score) for c in chunks[max(at - 1, 0): at + 2]]
         for passage in _within(window, share):
             chosen.setdefault(passage.node_id, passage)
-    return list(chosen.values()), found.best_score
+    passages = list(chosen.values())
+    if hits:
+        room = budget - sum(count_tokens(p.text) for p in passages)
+        opening = [c for c in retriever.index.document_chunks(hits[0].source)[:_OPENING_CHUNKS] if _PROSE.search(c.get_content())]
+        lead = [to_passage(c, best_of[hits[0].source]) for c in opening[:2] if c.node_id not in chosen]
+        passages = _within(lead, room) + passages
+    return passages, found.best_score
 
 
 def _within(passages: Sequence[Passage], budget: int) -> list[Passage]:

@@ -77,7 +77,7 @@ _FORM_PHRASE = re.compile(
     r"(?:article|document|page|text|file|report|story|source)s?\b", re.I)
 _FILLER = frozenset(
     "what which how the a an of in me please give can you could would about and do does i is are between this that these "
-    "those it its to with on for".split()
+    "those it its to with on for from".split()
 )
 
 

@@ -353,3 +353,64 @@ def test_tidy_keeps_what_was_finished():
     assert tidy("It rained. The Russian", cut_off=True) == "It rained."
     assert tidy("- No server needed\n- No setup", cut_off=False) == "- No server needed\n- No setup"  # finished: no period needed
     assert tidy("An unfinished only sentence", cut_off=True) == "An unfinished only sentence"
+
+
+RAKU = """Home
+Menu
+About
+Shop
+Classes
+Gallery
+Download
+Support
+Purchase
+Search
+Contact
+Events
+Glazes
+Clays
+Kilns
+Tools
+Books
+Videos
+Forum
+Blog
+Login
+Cart
+Help
+News
+Privacy
+Terms
+Sitemap
+Careers
+Press
+Donate
+
+Firing A Raku Kiln
+
+The usual way to fire a raku kiln is to light the propane burner at a low flame and raise it slowly over forty minutes, until the glaze on the pots melts and shines.
+
+Raku began in sixteenth-century Kyoto, where tea masters prized the rough, irregular bowls that the quick firing produced. Western potters took the method up in the twentieth century and changed it a great deal.
+
+The kiln itself is often a steel drum lined with ceramic fibre blanket, with a hole near the bottom for the burner and a vent in the lid. A pyrometer is useful but many potters judge the heat by eye.
+
+When the glaze shines, turn the burner off, lift the lid and take the pots out of the kiln with long tongs, then set them in a metal bin of sawdust and close the bin so the smoke reduces the glaze.
+"""
+GRILL = "Use long tongs to turn the sausages on the grill, and take them out when they are brown all over.\n"
+
+
+def test_a_how_to_reads_its_pages_opening_not_its_menu_and_leaves_out_a_page_far_below(make_settings, embedder, corpus):
+    """The opening sentence is the method; the grill page shares "take out with long tongs" but ranks far below."""
+    from rag.broad import broad_context
+    from rag.engine import build_engine
+
+    (corpus / "raku.txt").write_text(RAKU, encoding="utf-8")
+    (corpus / "grill.txt").write_text(GRILL, encoding="utf-8")
+    engine = build_engine(make_settings(), embed_model=embedder)
+    question = "How do I take the pots out of a raku kiln with tongs?"
+    assert "grill.txt" in {p.source for p in engine.retriever.retrieve(question).passages}  # plain retrieval finds it
+    found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 500)
+    texts = " ".join(p.text for p in found.passages)
+    assert "grill.txt" not in {p.source for p in found.passages}
+    assert "take the pots out of the kiln with long tongs" in texts  # the hit
+    assert "The usual way to fire a raku kiln" in texts and "Purchase" not in texts  # the opening, without the menu
