@@ -292,7 +292,9 @@ def quote_in_place(answer: str, sentences: Sequence[SentenceSupport], checks: Se
     the point, so the reader gets that sentence instead of a ⚠️ (the idea of RARR's post-hoc
     revision, without a second generation: on a CPU a rewrite per bullet costs seconds). Kept as
     written, with its ⚠️: a sentence no passage sentence matched, one whose quotes run longer than
-    `most_chars`, and one whose quotes another sentence already shows. `sentences` and `checks`
+    `most_chars`, and one whose quotes another sentence already shows (or holds, or is held in: an
+    explanation's two sentences matched to a heading-led sentence and to the same sentence alone
+    came out as one quotation twice). `sentences` and `checks`
     are updated to the new text (spans, text, state; `quoted_for` keeps the draft sentence).
     """
     shown = {_quoted_text(item, check) for item, check in zip(sentences, checks) if check.supported}
@@ -300,7 +302,7 @@ def quote_in_place(answer: str, sentences: Sequence[SentenceSupport], checks: Se
     for item, check in zip(sentences, checks):
         s, e = item.span
         quote = _quoted_text(item, check)
-        if check.supported or not quote or len(quote) > most_chars or quote in shown:
+        if check.supported or not quote or len(quote) > most_chars or any(quote in o or o in quote for o in shown):
             item.span = (s + shift, e + shift)
             continue
         shown.add(quote)

@@ -229,4 +229,22 @@ def test_eval_counts_the_sentences_put_in_the_documents_words(make_settings, emb
     assert report["summary"]["sentences_quoted"] == pytest.approx(1 / 3, abs=0.001)
     assert report["summary"]["by_kind"]["summary"]["sentences_quoted"] == pytest.approx(1 / 3, abs=0.001)
     assert report["cases"][0]["correct"] and report["cases"][0]["all_supported"]
+    assert report["summary"]["correct_and_supported"] == 1.0  # the broad target: its key points, every sentence ✅
     assert "quoted for the draft's “- Armenia and Azerbaijan: three decades at odds" in render_html(report)
+
+
+def test_two_sentences_whose_quotes_overlap_are_not_shown_as_one_quotation_twice():
+    from rag.citations import PassageSentence, SentenceSupport, quote_in_place
+    from rag.schema import Passage, SentenceCheck
+
+    text = "Write-Ahead Log (WAL) Files The default method is a rollback journal. WAL appends changes to a separate file."
+    passage = Passage(n=1, node_id="a", source="wal.html", text=text, score=0.9)
+    heading_led, alone = PassageSentence(passage, 0, 70), PassageSentence(passage, 28, 70)
+    answer = "WAL is the default journal. The default is WAL mode."
+    sentences = [SentenceSupport("WAL is the default journal.", (0, 27), [(heading_led, 0.8)]),
+                 SentenceSupport("The default is WAL mode.", (28, 52), [(alone, 0.8)])]
+    checks = [SentenceCheck(text=s.sentence, supported=False, reason="the quotes do not state it") for s in sentences]
+    shown = quote_in_place(answer, sentences, checks)
+    assert shown.count("The default method is a rollback journal.") == 1
+    assert shown.startswith("“Write-Ahead Log (WAL) Files The default method is a rollback journal.”")
+    assert shown.endswith("The default is WAL mode.") and not checks[1].supported and checks[1].quoted_for is None
