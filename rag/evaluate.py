@@ -227,6 +227,7 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "n_unanswerable": len(unanswerable),
         "errors": sum(r.error is not None for r in results),
         "correct": _mean(r.correct for r in answerable),
+        "correct_and_supported": _mean(bool(r.correct and r.all_supported) for r in answerable),
         "refusal_accuracy": _mean(r.refused_correctly for r in unanswerable),
         "false_refusals": _mean(r.refused for r in answerable),
         "hit_rate": _mean(r.hit for r in answerable),

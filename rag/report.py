@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 METRICS: list[tuple[str, str, str]] = [
     ("correct", "Correct", "answerable cases answered (not refused) with every expected keyword"),
+    ("correct_and_supported", "Correct, all ✅", "answerable cases answered correctly with every shown sentence ✅ (the support check found it stated)"),
     ("refusal_accuracy", "Refusal accuracy", "unanswerable cases refused"),
     ("false_refusals", "False refusals", "answerable cases refused (lower is better)"),
     ("hit_rate", "Hit rate", "an expected source among the retrieved chunks"),
@@ -35,7 +36,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("ttft_p50_s", "First token p50 (s)", "median time to the first streamed token"),
     ("prompt_tokens_p50", "Prompt tokens p50", "median length of the prompt sent to the LLM"),
 ]
-RATES = ["correct", "refusal_accuracy", "false_refusals", "hit_rate", "mrr", "context_recall", "citation_validity", "source_precision", "semantic_similarity"]
+RATES = ["correct", "correct_and_supported", "refusal_accuracy", "false_refusals", "hit_rate", "mrr", "context_recall", "citation_validity", "source_precision", "semantic_similarity"]
 
 
 def _fmt(value: object) -> str:
