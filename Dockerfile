@@ -8,9 +8,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
 
 # An image moves between machines, so llama.cpp is built for a common x86-64 level (AVX2, FMA), not
 # -march=native, and never with AMX (llama.cpp #20824; rag also loads without extra buffer types).
+# torch comes from PyTorch's CPU index: PyPI's torch pulls CUDA (gigabytes).
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
     PIP_NO_CACHE_DIR=1 \
-    # torch from PyTorch's CPU index: PyPI's torch pulls CUDA (gigabytes)
     PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 WORKDIR /app
