@@ -196,10 +196,11 @@ def _windows(question: str, retriever: Retriever, budget: int, filters: Filters 
         best_of[hit.source] = max(best_of.get(hit.source, -1.0), hit.score)
     top = max(best_of.values(), default=0.0)
     hits = [h for h in found.passages if best_of[h.source] >= top - _DOCUMENT_MARGIN][:_WINDOW_HITS]
+    chunks_of = {source: retriever.index.document_chunks(source) for source in dict.fromkeys(h.source for h in hits)}
     chosen: dict[str, Passage] = {}
     share = budget // _WINDOW_HITS
     for hit in hits:
-        chunks = retriever.index.document_chunks(hit.source)
+        chunks = chunks_of[hit.source]
         at = next((i for i, c in enumerate(chunks) if c.node_id == hit.node_id), None)
         window = [hit] if at is None else [to_passage(c, hit.score) for c in chunks[max(at - 1, 0): at + 2]]
         for passage in _within(window, share):
@@ -207,7 +208,7 @@ def _windows(question: str, retriever: Retriever, budget: int, filters: Filters 
     passages = list(chosen.values())
     if hits:
         room = budget - sum(count_tokens(p.text) for p in passages)
-        opening = [c for c in retriever.index.document_chunks(hits[0].source)[:_OPENING_CHUNKS] if _PROSE.search(c.get_content())]
+        opening = [c for c in chunks_of[hits[0].source][:_OPENING_CHUNKS] if _PROSE.search(c.get_content())]
         lead = [to_passage(c, best_of[hits[0].source]) for c in opening[:2] if c.node_id not in chosen]
         passages = _within(lead, room) + passages
     return passages, found.best_score

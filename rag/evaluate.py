@@ -227,7 +227,7 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "n_unanswerable": len(unanswerable),
         "errors": sum(r.error is not None for r in results),
         "correct": _mean(r.correct for r in answerable),
-        "correct_and_supported": _mean(bool(r.correct and r.all_supported) for r in answerable),
+        "correct_and_supported": _correct_and_supported(answerable),
         "refusal_accuracy": _mean(r.refused_correctly for r in unanswerable),
         "false_refusals": _mean(r.refused for r in answerable),
         "hit_rate": _mean(r.hit for r in answerable),
@@ -251,6 +251,11 @@ def summarize(results: Sequence[CaseResult]) -> dict:
     }
 
 
+def _correct_and_supported(answerable: Sequence[CaseResult]) -> float | None:
+    """Answered with the key points (or keywords) and every shown sentence ✅: the broad questions' target."""
+    return _mean(bool(r.correct and r.all_supported) for r in answerable)
+
+
 def by_kind(results: Sequence[CaseResult]) -> dict[str, dict]:
     """Per kind of question: answered, correct, every sentence supported, refused when unanswerable, latency."""
     table = {}
@@ -261,7 +266,7 @@ def by_kind(results: Sequence[CaseResult]) -> dict[str, dict]:
             "n": len(rows),
             "answered": _mean(not r.refused for r in answerable),
             "correct": _mean(r.correct for r in answerable),
-            "correct_and_supported": _mean(bool(r.correct and r.all_supported) for r in answerable),
+            "correct_and_supported": _correct_and_supported(answerable),
             "sentences_quoted": _mean(s.get("quoted_for") is not None for r in answerable if not r.refused for s in r.sentences),
             "refusal_accuracy": _mean(r.refused_correctly for r in rows if not r.answerable),
             "ttft_p50_s": _percentile([r.first_token_s for r in rows if r.first_token_s is not None], 50),
