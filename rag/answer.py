@@ -151,6 +151,7 @@ class AnswerStream:
         self.prompt_tokens: int | None = None
         self.dropped: list[int] = []
         self.checks: list[SentenceCheck] = []
+        self.left_out: list[str] = []
         self.part_texts: list[str] = []  # a comparison's answer per part, as written
         self.cut_off = False  # the last generation ended at its output limit
         self.support_check = ""
@@ -308,10 +309,13 @@ class AnswerStream:
         )
 
     def _in_documents_words(self, text: str, attribution: Attribution) -> str:
-        """A broad answer's unsupported sentences in the documents' own words (rag.citations.quote_in_place),
-        with a notice. A lookup keeps its ⚠️: its one or two sentences answer a question, and the sentence
-        they were matched to need not."""
-        text = quote_in_place(text, attribution.sentences, self.checks)
+        """A broad answer's unsupported sentences in the documents' own words, or left out where another
+        sentence already shows those words (rag.citations.quote_in_place), with a notice. A lookup keeps
+        its ⚠️: its one or two sentences answer a question, and the sentence they were matched to need not."""
+        text, self.left_out = quote_in_place(text, attribution.sentences, self.checks)
+        if self.left_out:
+            self.notices.append("Left out, as the quoted passages already give that point and do not state it: "
+                                + "; ".join(f"“{t}”" for t in self.left_out))
         if quoted := sum(c.quoted_for is not None for c in self.checks):
             self.notices.append(f"{quoted} of {len(self.checks)} sentences are the documents' own words, in quotation marks: "
                                 "the model's wording of them was not stated by the passages.")
@@ -353,6 +357,7 @@ class AnswerStream:
             notices=self.notices,
             grounding=self.grounding,
             dropped_citations=self.dropped,
+            left_out=self.left_out,
             prompt_tokens=self.prompt_tokens,
             backend=self.engine.backend,
             timings=self.timings,

@@ -110,10 +110,15 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# A list item that held only markers ("5. [4]": the model cited before it wrote, and stopped)
+_BARE_ITEM = re.compile(r"^[ \t]*(?:[-*•]|\d{1,2}[.)])[ \t]*(?:\n|$)", re.MULTILINE)
+
+
 def strip_markers(text: str) -> tuple[str, list[int]]:
-    """Remove [n] markers a model wrote; return the clean text and the numbers it cited."""
+    """Remove [n] markers a model wrote, and the list items left empty; return the clean text and
+    the numbers it cited."""
     cited = [int(n) for m in _MARKER.finditer(text) for n in _MARKER_NUMS.findall(m.group(0))]
-    return _MARKER.sub("", text).strip(), cited
+    return _BARE_ITEM.sub("", _MARKER.sub("", text)).strip(), cited
 
 
 def opens_with_refusal(text: str) -> bool:
@@ -283,26 +288,35 @@ _ITEM_PREFIX = re.compile(r"^[ \t]*(?:\(?\d{1,2}[.)]|[-*•])[ \t]+")
 _WHOLE = re.compile(r"^[\"“'‘(]?[A-Z0-9].*[.!?][\"”'’)]?$", re.DOTALL)
 
 
-def quote_in_place(answer: str, sentences: Sequence[SentenceSupport], checks: Sequence[SentenceCheck], most_chars: int = 320) -> str:
-    """The answer with each sentence its quotes do not state put in the quotes' own words, in quotation marks.
+def quote_in_place(answer: str, sentences: list[SentenceSupport], checks: list[SentenceCheck], most_chars: int = 320) -> tuple[str, list[str]]:
+    """The answer with each sentence its quotes do not state put in the quotes' own words, in quotation marks,
+    and the sentences left out, in the draft's words.
 
     A summary's bullet is the model's wording of one document sentence; when the support check
     does not find that wording stated ("- Small, fast, reliable", "- It describes the syntax…",
     two sentences merged into one), the sentence it was matched to is what the document says on
     the point, so the reader gets that sentence instead of a ⚠️ (the idea of RARR's post-hoc
-    revision, without a second generation: on a CPU a rewrite per bullet costs seconds). Kept as
-    written, with its ⚠️: a sentence no passage sentence matched, one whose quotes run longer than
-    `most_chars`, and one whose quotes another sentence already shows (or holds, or is held in: an
-    explanation's two sentences matched to a heading-led sentence and to the same sentence alone
-    came out as one quotation twice). `sentences` and `checks`
-    are updated to the new text (spans, text, state; `quoted_for` keeps the draft sentence).
+    revision, without a second generation: on a CPU a rewrite per bullet costs seconds). Left out:
+    a sentence whose quotes another sentence already shows (or holds, or is held in): the reader
+    has the document's words on that point, and the draft's gloss of them is one they do not state
+    ("It mentions the limitations", a bullet the model wrote twice, "The default is WAL mode"
+    beside the quote that says the rollback journal is). Kept as written, with its ⚠️: a sentence
+    no passage sentence matched, and one whose quotes run longer than `most_chars`. `sentences`
+    and `checks` are updated to the new text (spans, text, state; `quoted_for` keeps the draft
+    sentence; the left-out sentences' entries go).
     """
-    shown = {_quoted_text(item, check) for item, check in zip(sentences, checks) if check.supported}
-    pieces, cursor, shift = [], 0, 0
-    for item, check in zip(sentences, checks):
+    shown = {_quoted_text(item, check) for item, check in zip(sentences, checks) if check.supported} - {""}
+    pieces, cursor, shift, gone = [], 0, 0, []
+    for i, (item, check) in enumerate(zip(sentences, checks)):
         s, e = item.span
-        quote = _quoted_text(item, check)
-        if check.supported or not quote or len(quote) > most_chars or any(quote in o or o in quote for o in shown):
+        quote = "" if check.supported else _quoted_text(item, check)
+        if quote and any(quote in o or o in quote for o in shown):
+            s, e = _whole_line(answer, s, e)
+            pieces.append(answer[cursor:s])
+            cursor, shift = e, shift - (e - s)
+            gone.append(i)
+            continue
+        if not quote or len(quote) > most_chars:
             item.span = (s + shift, e + shift)
             continue
         shown.add(quote)
@@ -313,7 +327,22 @@ def quote_in_place(answer: str, sentences: Sequence[SentenceSupport], checks: Se
         item.span, item.sentence = (s + shift, s + shift + len(new)), new.strip()
         shift += len(new) - (e - s)
         check.quoted_for, check.text, check.supported, check.support, check.reason = check.text, new.strip(), True, None, None
-    return "".join(pieces) + answer[cursor:]
+    left_out = [checks[i].text for i in gone]
+    for i in reversed(gone):
+        del sentences[i], checks[i]
+    return "".join(pieces) + answer[cursor:], left_out
+
+
+def _whole_line(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span to cut to leave a sentence out: its whole line when it is the line's only text, else
+    the sentence with the space after it (or before it, when it ends the line)."""
+    line_start, line_end = text.rfind("\n", 0, start) + 1, text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    if not text[end:line_end].strip():
+        if not text[line_start:start].strip() or _ITEM_PREFIX.fullmatch(text[line_start:start]):
+            return line_start, min(line_end + 1, len(text))
+        return len(text[:start].rstrip(" \t")), line_end
+    return start, len(text) - len(text[end:].lstrip(" \t"))
 
 
 def _quoted_text(item: SentenceSupport, check: SentenceCheck) -> str:

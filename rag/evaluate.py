@@ -111,6 +111,7 @@ class CaseResult(BaseModel):
     draft: str | None = None
     citations: list[dict] = Field(default_factory=list)
     sentences: list[dict] = Field(default_factory=list, description="Each answer sentence's support state, with its quotes.")
+    left_out: list[str] = Field(default_factory=list, description="Draft sentences left out of a broad answer (rag.schema.Answer.left_out).")
     support_check: str = ""
     standalone_question: str | None = None
     retrieved_sources: list[str] = Field(default_factory=list)
@@ -169,6 +170,7 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
         citations_valid=sum(c.verified for c in answer.citations),
         citations_total=len(answer.citations),
         sentences=[c.model_dump() for c in answer.sentences],
+        left_out=answer.left_out,
         support_check=answer.support_check,
         standalone_question=answer.standalone_question,
     )
@@ -235,7 +237,7 @@ def summarize(results: Sequence[CaseResult]) -> dict:
         "context_recall": _mean(r.context_has_answer for r in answerable),
         "citation_validity": round(valid / total_citations, 4) if total_citations else None,
         "sentence_support": _mean(s["supported"] for r in results if not r.refused for s in r.sentences),
-        "sentences_quoted": _mean(s.get("quoted_for") is not None for r in results if not r.refused for s in r.sentences),
+        **_sentence_shares(results),
         "wrong_but_verified": sum(r.wrong_but_verified for r in results),
         "wrong_but_verified_ids": [r.id for r in results if r.wrong_but_verified],
         "source_precision": round(cited_expected / cited_total, 4) if cited_total else None,
@@ -256,6 +258,15 @@ def _correct_and_supported(answerable: Sequence[CaseResult]) -> float | None:
     return _mean(bool(r.correct and r.all_supported) for r in answerable)
 
 
+def _sentence_shares(results: Sequence[CaseResult]) -> dict[str, float | None]:
+    """Of the answered cases' draft sentences: the share shown in the documents' own words, and the share left out."""
+    answered = [r for r in results if not r.refused]
+    left_out = sum(len(r.left_out) for r in answered)
+    drafted = sum(len(r.sentences) for r in answered) + left_out
+    return {"sentences_quoted": _mean(s.get("quoted_for") is not None for r in answered for s in r.sentences),
+            "sentences_left_out": round(left_out / drafted, 4) if drafted else None}
+
+
 def by_kind(results: Sequence[CaseResult]) -> dict[str, dict]:
     """Per kind of question: answered, correct, every sentence supported, refused when unanswerable, latency."""
     table = {}
@@ -267,7 +278,7 @@ def by_kind(results: Sequence[CaseResult]) -> dict[str, dict]:
             "answered": _mean(not r.refused for r in answerable),
             "correct": _mean(r.correct for r in answerable),
             "correct_and_supported": _correct_and_supported(answerable),
-            "sentences_quoted": _mean(s.get("quoted_for") is not None for r in answerable if not r.refused for s in r.sentences),
+            **_sentence_shares(answerable),
             "refusal_accuracy": _mean(r.refused_correctly for r in rows if not r.answerable),
             "ttft_p50_s": _percentile([r.first_token_s for r in rows if r.first_token_s is not None], 50),
             "latency_p50_s": _percentile([r.latency_s for r in rows], 50),

@@ -22,6 +22,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("citation_validity", "Citation validity", "citations whose sentence passed the support check and whose quote stands at its place in the file"),
     ("sentence_support", "Sentences supported", "shown answer sentences the support check found stated by their quotes"),
     ("sentences_quoted", "Sentences quoted", "broad answers: shown sentences put in the documents' own words because the draft's wording was not stated (rag.citations.quote_in_place)"),
+    ("sentences_left_out", "Sentences left out", "broad answers: draft sentences left out because their quotes were already shown by another sentence and did not state them"),
     ("wrong_but_verified", "Wrong but all ✅", "cases answered wrongly (or not refused) with every sentence shown ✅ (lower is better)"),
     ("verifier_precision", "Verifier precision", "labelled support pairs: share of pairs judged supported that are supported"),
     ("verifier_recall", "Verifier recall", "labelled support pairs: share of supported pairs judged supported"),
@@ -126,7 +127,7 @@ def _summary_table(report: dict, baseline: dict | None) -> str:
 
 
 KIND_COLUMNS = [("n", "cases"), ("answered", "answered"), ("correct", "correct"), ("correct_and_supported", "correct, all ✅"),
-                ("sentences_quoted", "sentences quoted"),
+                ("sentences_quoted", "sentences quoted"), ("sentences_left_out", "sentences left out"),
                 ("refusal_accuracy", "refused when unanswerable"), ("ttft_p50_s", "first token p50 (s)"), ("latency_p50_s", "total p50 (s)")]
 
 
@@ -166,6 +167,8 @@ def _sentences(case: dict) -> str:
         cites = "".join(f"[{n}]" for n in c.get("citations", []))
         quotes = "".join(f"<div class=quote>{cites} “{html.escape(q)}”</div>" for q in c.get("quotes", []))
         items.append(f"<li>{mark} {html.escape(c['text'])}{support}{why}{quotes}</li>")
+    items += [f"<li>✂️ <s>{html.escape(t)}</s> <span class=muted>— left out: its quotes are shown by another sentence</span></li>"
+              for t in case.get("left_out", [])]
     check = f"<div class=muted>check: {html.escape(case.get('support_check') or '?')}</div>"
     return "<ul>" + "".join(items) + "</ul>" + check
 

@@ -118,6 +118,8 @@ class Answer(BaseModel):
     grounding: Grounding | None = None
     prompt_tokens: int | None = Field(None, description="Tokens of the answering prompt (in-process models).")
     dropped_citations: list[int] = Field(default_factory=list, description="[n] the model wrote that no answer sentence rests on.")
+    left_out: list[str] = Field(default_factory=list, description="A broad draft's unsupported sentences left out: their quotes were "
+                                "already shown by another sentence (rag.citations.quote_in_place).")
     backend: Backend
     timings: Timings = Field(default_factory=Timings)
 

@@ -33,6 +33,11 @@ def test_model_markers_are_stripped():
     assert strip_markers("Deputy PMs will meet [1][2]. Soon [3, 4].") == ("Deputy PMs will meet. Soon.", [1, 2, 3, 4])
 
 
+def test_a_step_that_held_only_a_marker_is_not_shown_empty():
+    assert strip_markers("1. Meet in Brussels [1].\n2. [4]") == ("1. Meet in Brussels.", [1, 4])
+    assert strip_markers("- Talks [1]\n- [2]\n- Peace [3]") == ("- Talks\n- Peace", [1, 2, 3])
+
+
 @given(st.lists(st.integers(1, 99), max_size=5), st.text(alphabet="abc .", max_size=40))
 def test_marker_parsing_roundtrip(numbers, text):
     marked = text + "".join(f"[{n}]" for n in numbers)

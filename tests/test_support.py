@@ -233,7 +233,32 @@ def test_eval_counts_the_sentences_put_in_the_documents_words(make_settings, emb
     assert "quoted for the draft's “- Armenia and Azerbaijan: three decades at odds" in render_html(report)
 
 
-def test_two_sentences_whose_quotes_overlap_are_not_shown_as_one_quotation_twice():
+class RepeatedSummary(ExtractiveMockLLM):
+    """The paraphrased summary with its terse bullet written twice, as the 1.5B model sometimes does."""
+
+    @staticmethod
+    def _answer(prompt: str) -> str:
+        return ParaphrasedSummary._answer(prompt) + "\n- Armenia and Azerbaijan: three decades at odds, two conflicts."
+
+
+def test_a_bullet_the_model_wrote_twice_is_left_out_said_and_counted(make_settings, embedder, tmp_path):
+    from rag.evaluate import evaluate, load_testset
+    from rag.report import render_html
+
+    engine = engine_with(make_settings, embedder, judge_doubting("decades at odds"), RepeatedSummary())
+    answer = ask(engine, "Summarize 000_ee4045ecc5c71559.txt.")
+    assert answer.answer.count("three decades") == 1 and len(answer.answer.splitlines()) == 3
+    assert answer.left_out == ["- Armenia and Azerbaijan: three decades at odds, two conflicts."]
+    assert any(n.startswith("Left out, as the quoted passages already give that point") for n in answer.notices)
+    path = tmp_path / "broad.yaml"
+    path.write_text(yaml.safe_dump([{"id": "s", "kind": "summary", "question": "Summarize 000_ee4045ecc5c71559.txt.",
+                                     "reference_answer": "…", "key_points": ["Aliyev", "decades"]}]))
+    report = evaluate(engine, load_testset(path))
+    assert report["summary"]["sentences_left_out"] == 0.25 and report["summary"]["by_kind"]["summary"]["sentences_left_out"] == 0.25
+    assert "<s>- Armenia and Azerbaijan: three decades at odds, two conflicts.</s>" in render_html(report)
+
+
+def test_a_sentence_whose_quote_another_sentence_shows_is_left_out_not_shown_twice():
     from rag.citations import PassageSentence, SentenceSupport, quote_in_place
     from rag.schema import Passage, SentenceCheck
 
@@ -244,7 +269,26 @@ def test_two_sentences_whose_quotes_overlap_are_not_shown_as_one_quotation_twice
     sentences = [SentenceSupport("WAL is the default journal.", (0, 27), [(heading_led, 0.8)]),
                  SentenceSupport("The default is WAL mode.", (28, 52), [(alone, 0.8)])]
     checks = [SentenceCheck(text=s.sentence, supported=False, reason="the quotes do not state it") for s in sentences]
-    shown = quote_in_place(answer, sentences, checks)
-    assert shown.count("The default method is a rollback journal.") == 1
-    assert shown.startswith("“Write-Ahead Log (WAL) Files The default method is a rollback journal.”")
-    assert shown.endswith("The default is WAL mode.") and not checks[1].supported and checks[1].quoted_for is None
+    shown, left_out = quote_in_place(answer, sentences, checks)
+    assert shown == "“Write-Ahead Log (WAL) Files The default method is a rollback journal.”"  # the wrong gloss is gone
+    assert left_out == ["The default is WAL mode."]
+    assert [c.text for c in checks] == [shown] and checks[0].supported and len(sentences) == 1
+
+
+def test_a_bullet_written_twice_is_shown_once_and_a_step_it_repeats_goes_with_its_line():
+    from rag.citations import PassageSentence, SentenceSupport, quote_in_place
+    from rag.schema import Passage, SentenceCheck
+
+    text = "The backup API copies a live database. It can copy an in-memory database to disk."
+    passage = Passage(n=1, node_id="a", source="backup.html", text=text, score=0.9)
+    first, second = PassageSentence(passage, 0, 38), PassageSentence(passage, 39, len(text))
+    answer = "- The backup API copies a live database.\n- It copies data to in-memory databases.\n- It copies data to in-memory databases.\n"
+    lines = answer.splitlines(keepends=True)
+    spans = [(sum(map(len, lines[:i])), sum(map(len, lines[:i])) + len(lines[i]) - 1) for i in range(3)]
+    sentences = [SentenceSupport(answer[s:e], (s, e), [(ps, 0.8)]) for (s, e), ps in zip(spans, [first, second, second])]
+    checks = [SentenceCheck(text=sentences[0].sentence, supported=True)] + [
+        SentenceCheck(text=s.sentence, supported=False, reason="the quotes do not state it") for s in sentences[1:]]
+    shown, left_out = quote_in_place(answer, sentences, checks)
+    assert shown == "- The backup API copies a live database.\n- “It can copy an in-memory database to disk.”\n"
+    assert left_out == ["- It copies data to in-memory databases."] and len(checks) == len(sentences) == 2
+    assert [shown[slice(*s.span)] for s in sentences] == [c.text for c in checks]
