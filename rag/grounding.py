@@ -110,12 +110,15 @@ def _surface_words(passages: Sequence[Passage]) -> dict[str, str]:
 def uncovered_terms(question: str, passages: Sequence[Passage], embed: Embed, min_similarity: float) -> tuple[set[str], set[str]]:
     """Question words found in no passage, neither literally (same stem) nor as a close synonym.
 
-    A hyphenated word ("Armenia-Azerbaijan") counts as found when each of its parts is.
+    A hyphenated word ("Armenia-Azerbaijan") counts as found when each of its parts is, and a word
+    written apart from its neighbour ("back up", "set up", "data base") when the two as one word are.
     """
     wanted = question_words(question)
     have = _surface_words(passages)
     literal = lambda stem: stem in have or _prefix_match(stem, have)  # noqa: E731
-    missing_parts = {p for parts in wanted.values() for p in parts if not literal(p)}
+    joined = _compounds(question)
+    written_apart = {w for w in wanted if joined.get(w, set()) & have.keys()}
+    missing_parts = {p for w, parts in wanted.items() if w not in written_apart for p in parts if not literal(p)}
     if missing_parts and have:
         surface = {p: p for p in missing_parts}
         candidates = list(have.values())
@@ -125,6 +128,17 @@ def uncovered_terms(question: str, passages: Sequence[Passage], embed: Embed, mi
         missing_parts = {p for p, score in zip(surface, best) if score < min_similarity}
     uncovered = {word for word, parts in wanted.items() if any(p in missing_parts for p in parts)}
     return uncovered, set(wanted)
+
+
+def _compounds(question: str) -> dict[str, set[str]]:
+    """Each question word -> the stems of it written together with the word before or after it."""
+    words = [t.lower() for t in tokens(question)]
+    joined: dict[str, set[str]] = {}
+    for a, b in zip(words, words[1:]):
+        if a.isalpha() and b.isalpha() and len(stems := content_terms(a + b)) == 1:
+            joined.setdefault(a, set()).update(stems)
+            joined.setdefault(b, set()).update(stems)
+    return joined
 
 
 def _prefix_match(stem: str, have: dict[str, str]) -> bool:

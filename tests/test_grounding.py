@@ -83,3 +83,14 @@ def test_a_numbered_item_with_an_invented_number_is_marked_not_supported(embed):
     invented, meeting = lexical_states(embed, "How many lives did the conflict claim, and who will meet?", draft)
     assert not invented.supported and "45000" in invented.reason
     assert meeting.supported
+
+
+def test_a_word_the_question_writes_apart_counts_as_found_when_the_passages_write_it_as_one(embed):
+    from rag.grounding import uncovered_terms
+
+    passages = [Passage(n=1, node_id="b", source="backup.html", score=0.8,
+                        text="The online backup API copies the content of one database into another while it is in use.")]
+    uncovered, _ = uncovered_terms("How do I back up a live database?", passages, embed, 0.99)
+    assert "back" not in uncovered
+    uncovered, _ = uncovered_terms("How do I back off a live database?", passages, embed, 0.99)
+    assert "back" in uncovered  # only the two words joined count, not any word beside them
