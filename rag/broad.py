@@ -158,20 +158,21 @@ def _spread(indices: list[int]) -> list[int]:
 
 def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, budget: int,
                    filters: Filters | None) -> tuple[list[Passage], float, list[Part]]:
-    """Half the budget for each side, and a part each: first the passages the whole question finds
-    that name the side (where a page sets the two side by side), then those the side's own query
-    finds. The gate: the question must find something, and so must one side at least (a side's
-    query is short, so its similarity runs low)."""
+    """Half the budget for each side, and a part each: first where the best page sets the two side
+    by side (`_side_by_side`), then the passages the whole question finds that name the side, then
+    those the side's own query finds. The gate: the question must find something, and so must one
+    side at least (a side's query is short, so its similarity runs low)."""
     whole = retriever.retrieve(question, filters=filters)
     parts: list[Part] = []
     side_best = -1.0
     rest = _rest(question, sides)
+    both = _side_by_side(sides, whole, retriever)
     for side, query in zip(sides, side_queries(question, sides)):
         found = retriever.retrieve(query, filters=filters)
         side_best = max(side_best, found.best_score)
         named = [p for p in whole.passages if term_coverage(side, p.text) == 1.0]
         ranked: dict[str, Passage] = {}
-        for passage in [*named, *found.passages]:
+        for passage in [*both, *named, *found.passages]:
             ranked.setdefault(passage.node_id, passage)
         ask = f"What do the passages say about {side}" + (f" ({rest})" if rest else "") + "?"
         parts.append(Part(side[:1].upper() + side[1:], ask, _within(list(ranked.values()), budget // 2)))
@@ -179,6 +180,22 @@ def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, 
     for part in parts:  # a passage both sides found is one passage, under one number
         part.passages = [unique.setdefault(p.node_id, p) for p in part.passages]
     return list(unique.values()), min(whole.best_score, side_best), parts
+
+
+def _side_by_side(sides: tuple[str, str], whole: Retrieval, retriever: Retriever, most: int = 2) -> list[Passage]:
+    """The first chunks, in reading order, of the best hit's document that name both sides (at least
+    half of each side's words: "WAL mode" is mostly "WAL" on its page).
+
+    A page defines and contrasts what it covers near its top ("Multi-thread. In this mode… Serialized.
+    In serialized mode… with no restriction"; "advantages and disadvantages to using WAL instead of a
+    rollback journal"), and a ranking of 64-token chunks put those below the sentences that repeat the
+    two names in passing (the SQLite pages: neither page's definition among either side's hits)."""
+    if not whole.passages:
+        return []
+    best = whole.passages[0]
+    chunks = retriever.index.document_chunks(best.source)
+    named = [c for c in chunks if all(term_coverage(side, c.get_content()) >= 0.5 for side in sides)]
+    return [to_passage(c, best.score) for c in named[:most]]
 
 
 def _windows(question: str, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:

@@ -414,3 +414,25 @@ def test_a_how_to_reads_its_pages_opening_not_its_menu_and_leaves_out_a_page_far
     assert "grill.txt" not in {p.source for p in found.passages}
     assert "take the pots out of the kiln with long tongs" in texts  # the hit
     assert "The usual way to fire a raku kiln" in texts and "Purchase" not in texts  # the opening, without the menu
+
+
+THREADS_PAGE = """Threading modes
+
+SQLite supports three threading modes. Single-thread. In this mode all mutexes are disabled. Multi-thread. In this mode, SQLite can be used safely by multiple threads provided that no single database connection is used simultaneously in two or more threads. Serialized. In serialized mode, API calls are serialized and SQLite can be used safely by multiple threads with no restriction.
+
+""" + "\n\n".join(
+    f"Note {i}. The difference the {mode} mode makes is chosen with a compile-time option, at start-time or per "
+    f"connection; what is different in {mode} mode stays set until the next call ({i})."
+    for i in range(20) for mode in ("multi-thread", "serialized"))
+
+
+def test_a_comparison_reads_where_a_page_sets_the_two_side_by_side(make_settings, embedder, corpus):
+    from rag.broad import broad_context
+    from rag.engine import build_engine
+
+    (corpus / "threads.txt").write_text(THREADS_PAGE, encoding="utf-8")
+    engine = build_engine(make_settings(), embed_model=embedder)
+    question = "What is the difference between multi-thread and serialized mode?"
+    found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 160)  # a chunk a side
+    assert [part.label for part in found.parts] == ["Multi-thread", "Serialized mode"]
+    assert all(any("supports three threading modes" in p.text for p in part.passages) for part in found.parts)
