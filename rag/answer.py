@@ -18,6 +18,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.chat_engine.condense_plus_context import DEFAULT_CONDENSE_PROMPT_TEMPLATE
 
 from rag.citations import (
+    ITEM_MARKER,
     REFUSAL,
     Attribution,
     attribute,
@@ -413,10 +414,10 @@ def _guard(stream, where: str):  # noqa: ANN001, ANN202
             close()
 
 
-_ITEM = re.compile(r"^[ \t]*(?:[-*•]|\d{1,2}[.)])[ \t]", re.MULTILINE)
+_ITEM = re.compile(rf"^[ \t]*{ITEM_MARKER}[ \t]", re.MULTILINE)
 # A list marker with nothing after it: the model had begun the item past the last one kept
 # ("-" streams before the space that shows it is a marker), or its output limit came first.
-_DANGLING_ITEM = re.compile(r"\n[ \t]*(?:[-*•]|\d{1,2}[.)])?[ \t]*$")
+_DANGLING_ITEM = re.compile(rf"\n[ \t]*{ITEM_MARKER}?[ \t]*$")
 _ENDS_SENTENCE = re.compile(r"[.!?:;)\]\"'`”’]$")
 
 

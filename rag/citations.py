@@ -110,8 +110,10 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# A bullet or a step number, as the model starts a list item
+ITEM_MARKER = r"(?:[-*•]|\d{1,2}[.)])"
 # A list item that held only markers ("5. [4]": the model cited before it wrote, and stopped)
-_BARE_ITEM = re.compile(r"^[ \t]*(?:[-*•]|\d{1,2}[.)])[ \t]*(?:\n|$)", re.MULTILINE)
+_BARE_ITEM = re.compile(rf"^[ \t]*{ITEM_MARKER}[ \t]*(?:\n|$)", re.MULTILINE)
 
 
 def strip_markers(text: str) -> tuple[str, list[int]]:
