@@ -29,6 +29,7 @@ from rag.citations import (
     make_citations,
     opens_with_refusal,
     quote_in_place,
+    renumber_steps,
     strip_markers,
     whole_sentence,
     SourceReader,
@@ -302,7 +303,7 @@ class AnswerStream:
         self.timings.cite_s = round(time.perf_counter() - t0, 3)
         return self._result(
             question,
-            answer=insert_markers(text, attribution.sentences),
+            answer=renumber_steps(insert_markers(text, attribution.sentences)),
             refused=False,
             passages=passages,
             citations=citations,

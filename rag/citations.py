@@ -88,13 +88,23 @@ def key_facts(text: str) -> set[str]:
     return {normalize_number(w) if w[0].isdigit() else _stemmer().stemWord(w.lower()) for w in fact_words(text)}
 
 
+# After a text's first word, these make it a verb, not a name: a step's "Run the .import command"
+# had "run" as a fact, which no passage on importing stated, and cited "… you might run:" for it.
+_DETERMINERS = frozenset("the a an this that these those your its their each every all any".split())
+
+
 def fact_words(text: str) -> list[str]:
     """The numbers and proper names of `text` as written, in order, each once."""
     words = tokens(text)
     stop = _stopwords()
     found = [w for i, w in enumerate(words)
-             if w[0].isdigit() or (w[0].isupper() and w.lower() not in stop and (i > 0 or len(w) > 1))]
+             if w[0].isdigit() or (w[0].isupper() and w.lower() not in stop and (i > 0 or _names(w, words)))]
     return list(dict.fromkeys(found))
+
+
+def _names(first: str, words: list[str]) -> bool:
+    """Whether a text's capitalized first word may be a name: not one letter, nor a verb before a determiner."""
+    return len(first) > 1 and not (len(words) > 1 and words[1].lower() in _DETERMINERS)
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -121,6 +131,25 @@ def strip_markers(text: str) -> tuple[str, list[int]]:
     the numbers it cited."""
     cited = [int(n) for m in _MARKER.finditer(text) for n in _MARKER_NUMS.findall(m.group(0))]
     return _BARE_ITEM.sub("", _MARKER.sub("", text)).strip(), cited
+
+
+_STEP = re.compile(r"^(?P<indent>[ \t]*)(?P<n>\d{1,2})(?P<dot>[.)])(?=[ \t])", re.MULTILINE)
+
+
+def renumber_steps(text: str) -> str:
+    """Numbered steps counted on from each list's first number, across lines between them (code).
+
+    A step left out (rag.citations.quote_in_place) or left empty by its markers ("3. [4]") would
+    leave "1. 2. 4." for the reader; a blank line ends a list (a comparison's parts are lists apart)."""
+    out = []
+    for block in re.split(r"(\n[ \t]*\n)", text):
+        count: list[int] = []
+
+        def number(m: re.Match) -> str:
+            count.append(count[-1] + 1 if count else int(m["n"]))
+            return f"{m['indent']}{count[-1]}{m['dot']}"
+        out.append(_STEP.sub(number, block))
+    return "".join(out)
 
 
 def opens_with_refusal(text: str) -> bool:
@@ -175,7 +204,28 @@ Embed = Callable[[list[str]], np.ndarray]
 def passage_sentences(passages: Sequence[Passage]) -> list[PassageSentence]:
     """The sentences an answer may cite. Questions are left out: an FAQ's "Can I ship it without
     paying royalties?" shares every word of "You must pay royalties" yet states nothing."""
-    return [PassageSentence(p, s, e) for p in passages for s, e in split_sentences(p.text) if not p.text[s:e].rstrip().endswith("?")]
+    return [PassageSentence(p, s, e) for p in passages for s, e in split_sentences(unwrap(p.text)) if not p.text[s:e].rstrip().endswith("?")]
+
+
+# A line break inside a sentence, where the file wraps its lines: the line goes on with a lowercase
+# word, or it stops at a word that cannot end a sentence ("which are the | SQLite table").
+_WRAP = re.compile(r"(?P<last>\w+)?(?P<end>[^\w\n]*)\n(?=[ \t]*(?P<next>\S))")
+_LIST_ITEM = re.compile(rf"[ \t]*{ITEM_MARKER}\s")
+_NO_END = frozenset("the a an of and or to in on for with by from is are as that which".split())
+
+
+def unwrap(text: str) -> str:
+    """`text` with the line breaks that wrap a sentence made spaces, offsets unchanged.
+
+    Passage sentences are split at lines first (a headline or a caption is a sentence of its own);
+    an HTML page or a hard-wrapped text file also breaks its lines mid-sentence: "The ".import"
+    command takes two arguments which are the" was a candidate quote, and a step that said where
+    the arguments go matched nothing."""
+    def space(m: re.Match) -> str:
+        ended = m["end"].strip() != "" and m["end"].strip()[-1] in ".!?:;"
+        wraps = not ended and (m["next"].islower() or (m["last"] or "") in _NO_END) and not _LIST_ITEM.match(text, m.end())
+        return m.group(0)[:-1] + " " if wraps else m.group(0)
+    return _WRAP.sub(space, text)
 
 
 def attribute(

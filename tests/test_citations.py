@@ -151,3 +151,37 @@ def test_a_sentence_wrapped_over_lines_in_the_file_is_read_whole():
     chunk = cleaned.text[start : cleaned.text.index("second") + 6]
     ps = PassageSentence(_passage(1, chunk, start=start), 0, len(chunk))
     assert " ".join(whole_sentence(ps, lambda name: (doc, cleaned)).split()).endswith("per second on an average desktop computer.")
+
+
+def test_a_step_is_cited_by_the_whole_sentence_a_page_wraps_over_lines(embed):
+    page = ('Use the ".import" command to import CSV data into an SQLite table.\n'
+            'The ".import" command takes two arguments which are the\n'
+            "source from which data is to be read and the name of the\n"
+            "SQLite table into which the data is to be inserted.\n"
+            "8.6. Export to CSV\n- one item\n- another")
+    result = attribute("Run the .import command with the source file and the name of the table.", "How do I import a CSV file?",
+                       [_passage(1, page)], embed)
+    [sentence] = result.sentences
+    assert sentence.supported
+    assert " ".join(sentence.support[0][0].text.split()) == ('The ".import" command takes two arguments which are the source from which '
+                                                             "data is to be read and the name of the SQLite table into which the data is to be inserted.")
+    assert [page[s:e] for s, e in split_sentences(page)][-3:] == ["Export to CSV", "- one item", "- another"]  # headings and items stay lines
+
+
+def test_a_steps_opening_verb_is_no_name_to_find_nor_to_cite(embed):
+    passages = [_passage(1, 'The ".import" command takes two arguments: the source file and the name of the table.'),
+                _passage(2, "To look at the image above, you might run the edit function.", source="b.txt")]
+    result = attribute("Run the .import command with the source file and the name of the table.", "How do I import a CSV file?", passages, embed)
+    assert [ps.passage.n for ps, _ in result.sentences[0].support] == [1]
+    named = attribute("Aliyev said the talks went well.", "What did the leaders say?",
+                      [_passage(1, "The talks went well, he said."), _passage(2, "Aliyev spoke in Moscow.", source="b.txt")], embed)
+    assert [ps.passage.n for ps, _ in named.sentences[0].support] == [1, 2]  # a name the quote lacks is still cited where it stands
+
+
+def test_steps_are_numbered_on_when_one_is_left_out():
+    from rag.citations import renumber_steps
+
+    assert renumber_steps("1. Open it [1].\n3. Import [2].\n   sqlite> .import a.csv t\n4. Check.") == (
+        "1. Open it [1].\n2. Import [2].\n   sqlite> .import a.csv t\n3. Check.")
+    assert renumber_steps("A:\n1. x\n3. y\n\nB:\n1. z") == "A:\n1. x\n2. y\n\nB:\n1. z"  # each part its own list
+    assert renumber_steps("It took 3. Then 5 more.") == "It took 3. Then 5 more."

@@ -292,3 +292,19 @@ def test_a_bullet_written_twice_is_shown_once_and_a_step_it_repeats_goes_with_it
     assert shown == "- The backup API copies a live database.\n- “It can copy an in-memory database to disk.”\n"
     assert left_out == ["- It copies data to in-memory databases."] and len(checks) == len(sentences) == 2
     assert [shown[slice(*s.span)] for s in sentences] == [c.text for c in checks]
+
+
+class RepeatedSteps(ExtractiveMockLLM):
+    """The paraphrased summary as numbered steps, its terse step written twice (the second in the middle)."""
+
+    @staticmethod
+    def _answer(prompt: str) -> str:
+        lines = ParaphrasedSummary._answer(prompt).replace("- ", "").splitlines()
+        return "\n".join(f"{n}. {line}" for n, line in enumerate([lines[0], lines[1], lines[1], lines[2]], start=1))
+
+
+def test_a_step_left_out_leaves_no_gap_in_the_numbering(make_settings, embedder):
+    engine = engine_with(make_settings, embedder, judge_doubting("decades at odds"), RepeatedSteps())
+    answer = ask(engine, "Summarize 000_ee4045ecc5c71559.txt.")
+    assert answer.left_out == ["Armenia and Azerbaijan: three decades at odds, two conflicts."]
+    assert [line.split(" ", 1)[0] for line in answer.answer.splitlines()] == ["1.", "2.", "3."]
