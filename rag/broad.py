@@ -26,6 +26,7 @@ from typing import Sequence
 
 from llama_index.core.schema import TextNode
 
+from rag.citations import unwrap
 from rag.kinds import Intent, Kind, topic_of, without_filler
 from rag.retrieve import Filters, Part, Retrieval, Retriever, to_passage, count_tokens, term_coverage
 from rag.schema import Passage
@@ -36,6 +37,11 @@ _WINDOW_HITS = 3  # how-to and explanation: hits widened by their neighbours
 # A page's opening: its first chunks that hold a sentence (a menu or a table of contents holds none).
 _OPENING_CHUNKS = 6
 _PROSE = re.compile(r"[A-Za-z][^.!?\n]{40,}[.!?](?:\s|$)")
+
+
+def _holds_sentence(chunk: TextNode) -> bool:
+    """Whether a chunk holds a sentence, however its file wraps lines (a menu or a table of contents holds none)."""
+    return bool(_PROSE.search(unwrap(chunk.get_content())))
 _DOCUMENT_MARGIN = 0.1  # ... from documents whose best hit is within this cosine similarity of the best
 
 _SIDES = [
@@ -107,20 +113,24 @@ def _documents(intent: Intent, retriever: Retriever, budget: int, filters: Filte
 def _read(chunks: Sequence[TextNode], budget: int, focus: str = "") -> list[Passage]:
     """A document's chunks in reading order within `budget`: with a focus, those holding its words
     (most first; none when no chunk does); otherwise all, or the opening for half the budget and
-    chunks spread evenly over the rest."""
+    chunks spread evenly over the rest, both of chunks that hold a sentence: a web page opens with
+    its site's menu and its table of contents, which a summary read as its first points."""
     costs = [count_tokens(c.get_content()) for c in chunks]
     about = [i for i in range(len(chunks)) if term_coverage(focus, chunks[i].get_content()) > 0] if focus else []
     if focus and not about:
         return []
     keep: set[int] = set()
     used = 0
-    lead = 0 if about else budget if sum(costs) <= budget else budget // 2
+    whole = sum(costs) <= budget
+    lead = 0 if about else budget if whole else budget // 2
     for i, cost in enumerate(costs):
         if used + cost > lead:
             break
-        keep.add(i)
-        used += cost
-    rest = [i for i in range(len(chunks)) if i not in keep]
+        if whole or _holds_sentence(chunks[i]):
+            keep.add(i)
+            used += cost
+    rest = [i for i in range(len(chunks)) if i not in keep and _holds_sentence(chunks[i])] or \
+        [i for i in range(len(chunks)) if i not in keep]
     ranked = sorted(about, key=lambda i: -term_coverage(focus, chunks[i].get_content())) if about else _spread(rest)
     for i in ranked:
         if used + costs[i] <= budget:
@@ -225,7 +235,7 @@ def _windows(question: str, retriever: Retriever, budget: int, filters: Filters 
     passages = list(chosen.values())
     if hits:
         room = budget - sum(count_tokens(p.text) for p in passages)
-        opening = [c for c in chunks_of[hits[0].source][:_OPENING_CHUNKS] if _PROSE.search(c.get_content())]
+        opening = [c for c in chunks_of[hits[0].source][:_OPENING_CHUNKS] if _holds_sentence(c)]
         lead = [to_passage(c, best_of[hits[0].source]) for c in opening[:2] if c.node_id not in chosen]
         passages = _within(lead, room) + passages
     return passages, found.best_score

@@ -61,7 +61,7 @@ REQUEST_WORDS = frozenset(
     "comparison contrast difference differences differ differs different similarities similarity versus vs "
     "point points bullet bullets takeaway takeaways highlights nutshell step steps instructions walk tell list "
     "topics topic cover covers covered discuss discusses discussed say says said three four five two several short brief "
-    "briefly section sections chapter chapters paragraph paragraphs mean means meaning".split()
+    "briefly section sections chapter chapters paragraph paragraphs mean means meaning documentation docs".split()
 )
 
 # "the two articles", "all the documents", "each page": the whole corpus, not one document.
@@ -103,10 +103,18 @@ def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]
     for source, title in titles.items():
         stem = PurePath(source).stem.lower()
         title_text = " ".join(title.lower().split())
-        if source.lower() in text or (len(stem) >= 4 and re.search(rf"(?<!\w){re.escape(stem)}(?!\w)", text)) \
+        if source.lower() in text or (_names_alone(stem) and re.search(rf"(?<!\w){re.escape(stem)}(?!\w)", text)) \
                 or (len(title_text) >= 8 and title_text in text):
             named.append(source)
     return tuple(named)
+
+
+def _names_alone(stem: str) -> bool:
+    """Whether a file name without its extension names the file: not a word a question uses anyway
+    ("Summarize the page about in-memory databases" named about.html, and read it first)."""
+    from rag.citations import content_terms  # numpy and the stemmer: only when a question is classified
+
+    return len(stem) >= 4 and stem not in REQUEST_WORDS and bool(content_terms(stem))
 
 
 def without_filler(text: str) -> str:

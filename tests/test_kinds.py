@@ -49,6 +49,10 @@ def test_a_document_is_named_by_its_file_name_or_its_title():
     assert named_documents("summarise 000_ee4045ecc5c71559 please", titles) == (FIRST,)
     assert named_documents("What is 'Aliyev sees real grounds for peace' about?", titles) == (FIRST,)
     assert named_documents("Summarize the article about peace", titles) == ()
+    pages = {"about.html": "About SQLite", "summary.txt": "Notes", "inmemorydb.html": "In-Memory Databases"}
+    assert named_documents("Summarize the page about in-memory databases.", pages) == ("inmemorydb.html",)  # by its title; "about" is a word here
+    assert named_documents("Give me a summary of the in-memory databases page.", pages) == ("inmemorydb.html",)
+    assert named_documents("What does about.html cover?", pages) == ("about.html",)
     assert classify("Give me the main points of both articles", titles).whole_corpus
 
 
@@ -64,6 +68,8 @@ def test_the_two_sides_of_a_comparison(question, sides):
 
 def test_request_words_are_not_subject_words_a_passage_must_hold():
     assert set(question_words(topic_of("Explain the background of the conflict."))) == {"conflict"}
+    # without a menu that says "Documentation", no passage of the WAL page does: the page is not what to find
+    assert "documentation" not in topic_of("What are the main points of the write-ahead logging documentation?").lower()
 
 
 def test_each_broad_kind_gets_its_form_after_the_question_and_the_system_prompt_stays():
@@ -414,6 +420,37 @@ def test_a_how_to_reads_its_pages_opening_not_its_menu_and_leaves_out_a_page_far
     assert "grill.txt" not in {p.source for p in found.passages}
     assert "take the pots out of the kiln with long tongs" in texts  # the hit
     assert "The usual way to fire a raku kiln" in texts and "Purchase" not in texts  # the opening, without the menu
+
+
+def test_a_summary_of_a_long_page_reads_its_sentences_not_its_menu(make_settings, embedder, corpus):
+    from rag.broad import broad_context
+    from rag.engine import build_engine
+
+    (corpus / "raku.txt").write_text(RAKU, encoding="utf-8")
+    engine = build_engine(make_settings(), embed_model=embedder)
+    question = "Summarize raku.txt."
+    found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 120)  # less than the page
+    assert {p.source for p in found.passages} == {"raku.txt"}
+    assert "The usual way to fire a raku kiln" in found.passages[0].text  # the first chunk that holds a sentence
+    assert "Purchase" not in " ".join(p.text for p in found.passages)
+
+
+WRAPPED_PAGE = "\n".join(f"Menu {i}\nPurchase {i}" for i in range(30)) + "\n\n1. Introduction\n\nSQLite strives to be flexible\nregarding the datatype of the\ncontent that it stores.\n\n" + "\n\n".join(
+    f"Section {i} says that a column of type {t} in a strict table accepts only\nvalues of that type, or NULL ({i})." for i, t in
+    enumerate(["INTEGER", "REAL", "TEXT", "BLOB", "ANY"] * 3))
+
+
+def test_a_summary_reads_a_paragraph_its_file_wraps_in_short_lines(make_settings, embedder, corpus):
+    from rag.broad import broad_context
+    from rag.engine import build_engine
+
+    (corpus / "strict.txt").write_text(WRAPPED_PAGE, encoding="utf-8")
+    engine = build_engine(make_settings(), embed_model=embedder)
+    question = "Summarize strict.txt."
+    found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 150)
+    text = " ".join(" ".join(p.text for p in found.passages).split())
+    assert "SQLite strives to be flexible regarding the datatype of the content that it stores." in text
+    assert "Purchase" not in text
 
 
 THREADS_PAGE = """Threading modes
