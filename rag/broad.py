@@ -37,11 +37,6 @@ _WINDOW_HITS = 3  # how-to and explanation: hits widened by their neighbours
 # A page's opening: its first chunks that hold a sentence (a menu or a table of contents holds none).
 _OPENING_CHUNKS = 6
 _PROSE = re.compile(r"[A-Za-z][^.!?\n]{40,}[.!?](?:\s|$)")
-
-
-def _holds_sentence(chunk: TextNode) -> bool:
-    """Whether a chunk holds a sentence, however its file wraps lines (a menu or a table of contents holds none)."""
-    return bool(_PROSE.search(unwrap(chunk.get_content())))
 _DOCUMENT_MARGIN = 0.1  # ... from documents whose best hit is within this cosine similarity of the best
 
 _SIDES = [
@@ -58,6 +53,11 @@ _SIDES = [
 _SIDE_END = re.compile(r"\s+(?:have|has|had|did|do|does|is|are|was|were|on|in|about|regarding|when|for)\s.*$|,.*$"
                        r"|(?<!\bthe)(?<!\ban)(?<!\ba)\s+\w{3,}ed\s.*$", re.I)
 _SIDE_START = re.compile(r"^(?:what|how|which|who)\s+", re.I)
+
+
+def _holds_sentence(chunk: TextNode) -> bool:
+    """Whether a chunk holds a sentence, however its file wraps lines (a menu or a table of contents holds none)."""
+    return bool(_PROSE.search(unwrap(chunk.get_content())))
 
 
 def comparison_sides(question: str) -> tuple[str, str] | None:
@@ -123,14 +123,15 @@ def _read(chunks: Sequence[TextNode], budget: int, focus: str = "") -> list[Pass
     used = 0
     whole = sum(costs) <= budget
     lead = 0 if about else budget if whole else budget // 2
+    prose = [whole or _holds_sentence(c) for c in chunks] if not about else [True] * len(chunks)
     for i, cost in enumerate(costs):
         if used + cost > lead:
             break
-        if whole or _holds_sentence(chunks[i]):
+        if prose[i]:
             keep.add(i)
             used += cost
-    rest = [i for i in range(len(chunks)) if i not in keep and _holds_sentence(chunks[i])] or \
-        [i for i in range(len(chunks)) if i not in keep]
+    rest = [i for i in range(len(chunks)) if i not in keep]
+    rest = [i for i in rest if prose[i]] or rest
     ranked = sorted(about, key=lambda i: -term_coverage(focus, chunks[i].get_content())) if about else _spread(rest)
     for i in ranked:
         if used + costs[i] <= budget:

@@ -17,6 +17,8 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Mapping
 
+from rag.citations import content_terms
+
 
 class Kind(str, Enum):
     LOOKUP = "lookup"
@@ -103,7 +105,7 @@ def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]
     for source, title in titles.items():
         stem = PurePath(source).stem.lower()
         title_text = " ".join(title.lower().split())
-        if source.lower() in text or (_names_alone(stem) and re.search(rf"(?<!\w){re.escape(stem)}(?!\w)", text)) \
+        if source.lower() in text or (re.search(rf"(?<!\w){re.escape(stem)}(?!\w)", text) and _names_alone(stem)) \
                 or (len(title_text) >= 8 and title_text in text):
             named.append(source)
     return tuple(named)
@@ -112,8 +114,6 @@ def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]
 def _names_alone(stem: str) -> bool:
     """Whether a file name without its extension names the file: not a word a question uses anyway
     ("Summarize the page about in-memory databases" named about.html, and read it first)."""
-    from rag.citations import content_terms  # numpy and the stemmer: only when a question is classified
-
     return len(stem) >= 4 and stem not in REQUEST_WORDS and bool(content_terms(stem))
 
 
