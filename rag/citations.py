@@ -349,24 +349,27 @@ def quote_in_place(answer: str, sentences: list[SentenceSupport], checks: list[S
     two sentences merged into one), the sentence it was matched to is what the document says on
     the point, so the reader gets that sentence instead of a ⚠️ (the idea of RARR's post-hoc
     revision, without a second generation: on a CPU a rewrite per bullet costs seconds). Left out:
-    a sentence whose quotes another sentence already shows (or holds, or is held in): the reader
-    has the document's words on that point, and the draft's gloss of them is one they do not state
-    ("It mentions the limitations", a bullet the model wrote twice, "The default is WAL mode"
+    a ✅ sentence the answer already said, word for word (without a notice: the model wrote it
+    twice, and the reader has it once); a sentence whose quotes another sentence already shows (or
+    holds, or is held in): the reader has the document's words on that point, and the draft's gloss
+    of them is one they do not state ("It mentions the limitations", "The default is WAL mode"
     beside the quote that says the rollback journal is). Kept as written, with its ⚠️: a sentence
     no passage sentence matched, and one whose quotes run longer than `most_chars`. `sentences`
     and `checks` are updated to the new text (spans, text, state; `quoted_for` keeps the draft
     sentence; the left-out sentences' entries go).
     """
     shown = {_quoted_text(item, check) for item, check in zip(sentences, checks) if check.supported} - {""}
-    pieces, cursor, shift, gone = [], 0, 0, []
+    pieces, cursor, shift, gone, said = [], 0, 0, [], set()
     for i, (item, check) in enumerate(zip(sentences, checks)):
         s, e = item.span
         quote = "" if check.supported else _quoted_text(item, check)
-        if quote and any(quote in o or o in quote for o in shown):
+        repeat = check.supported and _said(item.sentence) in said
+        said.add(_said(item.sentence))
+        if repeat or quote and any(quote in o or o in quote for o in shown):
             s, e = _whole_line(answer, s, e)
             pieces.append(answer[cursor:s])
             cursor, shift = e, shift - (e - s)
-            gone.append(i)
+            gone.append((i, repeat))
             continue
         if not quote or len(quote) > most_chars:
             item.span = (s + shift, e + shift)
@@ -379,10 +382,15 @@ def quote_in_place(answer: str, sentences: list[SentenceSupport], checks: list[S
         item.span, item.sentence = (s + shift, s + shift + len(new)), new.strip()
         shift += len(new) - (e - s)
         check.quoted_for, check.text, check.supported, check.support, check.reason = check.text, new.strip(), True, None, None
-    left_out = [checks[i].text for i in gone]
-    for i in reversed(gone):
+    left_out = [checks[i].text for i, repeat in gone if not repeat]
+    for i, _ in reversed(gone):
         del sentences[i], checks[i]
     return "".join(pieces) + answer[cursor:], left_out
+
+
+def _said(sentence: str) -> str:
+    """A sentence's words, without its list marker and case: the same for a bullet the model wrote twice."""
+    return " ".join(re.findall(r"\w+", _ITEM_PREFIX.sub("", sentence).lower()))
 
 
 def _whole_line(text: str, start: int, end: int) -> tuple[int, int]:

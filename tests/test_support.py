@@ -294,6 +294,22 @@ def test_a_bullet_written_twice_is_shown_once_and_a_step_it_repeats_goes_with_it
     assert [shown[slice(*s.span)] for s in sentences] == [c.text for c in checks]
 
 
+def test_a_supported_bullet_written_twice_is_shown_once_without_a_notice():
+    from rag.citations import PassageSentence, SentenceSupport, quote_in_place
+    from rag.schema import Passage, SentenceCheck
+
+    text = "WAL is faster in most scenarios. WAL uses a separate file."
+    passage = Passage(n=1, node_id="a", source="wal.html", text=text, score=0.9)
+    answer = "- WAL is faster in most scenarios.\n- WAL uses a separate file.\n2. wal is faster in most scenarios\n"
+    spans = [(0, 34), (35, 62), (63, 97)]
+    quotes = [PassageSentence(passage, 0, 32), PassageSentence(passage, 33, len(text)), PassageSentence(passage, 0, 32)]
+    sentences = [SentenceSupport(answer[s:e], (s, e), [(ps, 0.9)]) for (s, e), ps in zip(spans, quotes)]
+    checks = [SentenceCheck(text=s.sentence, supported=True) for s in sentences]
+    shown, left_out = quote_in_place(answer, sentences, checks)
+    assert shown == "- WAL is faster in most scenarios.\n- WAL uses a separate file.\n"  # the reader has it once
+    assert left_out == [] and [c.text for c in checks] == ["- WAL is faster in most scenarios.", "- WAL uses a separate file."]
+
+
 class RepeatedSteps(ExtractiveMockLLM):
     """The paraphrased summary as numbered steps, its terse step written twice (the second in the middle)."""
 
@@ -308,3 +324,4 @@ def test_a_step_left_out_leaves_no_gap_in_the_numbering(make_settings, embedder)
     answer = ask(engine, "Summarize 000_ee4045ecc5c71559.txt.")
     assert answer.left_out == ["Armenia and Azerbaijan: three decades at odds, two conflicts."]
     assert [line.split(" ", 1)[0] for line in answer.answer.splitlines()] == ["1.", "2.", "3."]
+
