@@ -22,12 +22,14 @@ Every passage is still a chunk of the index, so citations and their support stat
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections import Counter
+from typing import Iterable, Sequence
 
 from llama_index.core.schema import TextNode
 
 from rag.citations import unwrap
-from rag.kinds import Intent, Kind, topic_of, without_filler
+from rag.kinds import SECTION_WORDS, Intent, Kind, topic_of, without_filler
+from rag.outline import Outline, named_section, outline
 from rag.retrieve import Filters, Part, Retrieval, Retriever, to_passage, count_tokens, term_coverage
 from rag.schema import Passage
 
@@ -55,9 +57,9 @@ _SIDE_END = re.compile(r"\s+(?:have|has|had|did|do|does|is|are|was|were|on|in|ab
 _SIDE_START = re.compile(r"^(?:what|how|which|who)\s+", re.I)
 
 
-def _holds_sentence(chunk: TextNode) -> bool:
-    """Whether a chunk holds a sentence, however its file wraps lines (a menu or a table of contents holds none)."""
-    return bool(_PROSE.search(unwrap(chunk.get_content())))
+def _holds_sentence(text: str) -> bool:
+    """Whether a text holds a sentence, however its file wraps lines (a menu or a table of contents holds none)."""
+    return bool(_PROSE.search(unwrap(text)))
 
 
 def comparison_sides(question: str) -> tuple[str, str] | None:
@@ -70,6 +72,8 @@ def comparison_sides(question: str) -> tuple[str, str] | None:
 
 def broad_context(intent: Intent, question: str, retriever: Retriever, budget: int, filters: Filters | None = None) -> Retrieval:
     """Numbered passages for a broad question, within `budget` tokens; best_score is the relevance gate's input."""
+    if intent.kind is not Kind.COMPARISON and (section := _named_section(intent, question, retriever, budget, filters)):
+        return _numbered(*section)
     by_document = intent.kind is Kind.COMPARISON and (intent.whole_corpus or len(intent.documents) > 1)
     if intent.kind in (Kind.SUMMARY, Kind.OVERVIEW) or by_document:
         passages, best = _documents(intent, retriever, budget, filters)
@@ -104,40 +108,153 @@ def _documents(intent: Intent, retriever: Retriever, budget: int, filters: Filte
     # "the article about X": X finds the article, which is then read as a whole; "what the documents
     # say about X": only the chunks about X, from each document
     focus = intent.topic if intent.whole_corpus else ""
-    passages = [p for s in sources for p in _read(retriever.index.document_chunks(s), share, focus)]
+    passages = [p for s in sources for p in _read_document(retriever.index.document_chunks(s), share, focus)]
     if not passages and sources:  # no chunk holds the words: the best document, read whole
-        passages = _read(retriever.index.document_chunks(sources[0]), budget)
+        passages = _read_document(retriever.index.document_chunks(sources[0]), budget)
     return passages, best
 
 
-def _read(chunks: Sequence[TextNode], budget: int, focus: str = "") -> list[Passage]:
-    """A document's chunks in reading order within `budget`: with a focus, those holding its words
-    (most first; none when no chunk does); otherwise all, or the opening for half the budget and
-    chunks spread evenly over the rest, both of chunks that hold a sentence: a web page opens with
-    its site's menu and its table of contents, which a summary read as its first points."""
-    costs = [count_tokens(c.get_content()) for c in chunks]
-    about = [i for i in range(len(chunks)) if term_coverage(focus, chunks[i].get_content()) > 0] if focus else []
+def _named_section(intent: Intent, question: str, retriever: Retriever, budget: int,
+                   filters: Filters | None) -> tuple[list[Passage], float] | None:
+    """The section a question names ("the key points of the Western engagement section"), read as a
+    document is, from the named documents or those its topic finds; None when it names none."""
+    if not SECTION_WORDS.search(question):
+        return None
+    best = 1.0
+    sources = list(intent.documents)
+    if not sources and intent.topic:
+        found = retriever.retrieve(intent.topic, filters=filters)
+        best, sources = found.best_score, list(dict.fromkeys(p.source for p in found.passages))[:_MAX_DOCUMENTS]
+    for source in sources:
+        chunks = retriever.index.document_chunks(source)
+        document = outline(chunks)
+        if section := named_section(question, document):
+            return _read(_span_passages(chunks, document.text, section.start, section.end), budget), best
+    return None
+
+
+def _span_passages(chunks: Sequence[TextNode], text: str, start: int, end: int) -> list[Passage]:
+    """The chunks that overlap the document's text[start:end], each cut to it."""
+    return [_passage(chunk, text, max(start, chunk.start_char_idx or 0), min(end, chunk.end_char_idx or 0))
+            for chunk in chunks if (chunk.start_char_idx or 0) < end and (chunk.end_char_idx or 0) > start]
+
+
+def _passage(chunk: TextNode, text: str, start: int, end: int) -> Passage:
+    """text[start:end] as a passage of the document `chunk` is from (which holds its start): its
+    offsets keep citations pointing into the file; whole, it is the chunk itself."""
+    passage = to_passage(chunk, 1.0)
+    piece = text[start:end]
+    start, end = start + len(piece) - len(piece.lstrip()), end - len(piece) + len(piece.rstrip())
+    if (start, end) == (passage.start, passage.end):
+        return passage
+    return passage.model_copy(update={"node_id": f"{chunk.node_id}:{start}", "text": text[start:end], "start": start, "end": end,
+                                      "source_start": None, "source_end": None})
+
+
+def _read_document(chunks: Sequence[TextNode], budget: int, focus: str = "") -> list[Passage]:
+    """A document within `budget`: whole when it fits; with a focus, its chunks holding the focus's
+    words; a long one with three sections or more after its opening, by its outline
+    (`_by_outline`); else its opening and chunks spread over the rest (`_read`)."""
+    passages = [to_passage(c, 1.0) for c in chunks]
+    if focus or sum(count_tokens(p.text) for p in passages) <= budget:
+        return _read(passages, budget, focus)
+    return _by_outline(chunks, passages, budget) or _read(passages, budget)
+
+
+def _by_outline(chunks: Sequence[TextNode], passages: list[Passage], budget: int) -> list[Passage]:
+    """The document's opening (its introduction, within half the budget), then each section's heading and first
+    sentences: as many sentences a section as fit them all, or one each from sections spread evenly
+    over the document. None ([]) when fewer than three sections follow the opening.
+
+    A spread of 64-token chunks samples a long page at random: the summary of SQLite's 66-chunk
+    when-to-use page read none of "Application file format", "Websites" or "Data analysis", its
+    headings, and missed what the page says each is for."""
+    document = outline(chunks)
+    opening = _introduction(_read(passages, budget // 2, opening_only=True), document)
+    after = max((p.end or 0 for p in opening), default=0)
+    if len(document.leads(after)) < 3:
+        return []
+    room = budget - sum(count_tokens(p.text) for p in opening)
+    leads: list[Passage] = []
+    for sentences in range(1, 4):
+        pieces = [_passage(_holder(chunks, a), document.text, a, b) for a, b in document.leads(after, sentences)]
+        if sum(count_tokens(p.text) for p in pieces) > room:
+            break
+        leads = pieces
+    if not leads:  # one sentence each is too much: the first sections, then sections spread over the rest
+        pieces = [_passage(_holder(chunks, a), document.text, a, b) for a, b in document.leads(after)]
+        leads = _within_any(pieces, range(len(pieces)), room // 2, stop=True)
+        rest = list(range(len(leads), len(pieces)))
+        leads += _within_any(pieces, _spread(rest), room - sum(count_tokens(p.text) for p in leads))
+    return opening + sorted(leads, key=lambda p: p.start or 0)
+
+
+def _introduction(opening: list[Passage], document: Outline) -> list[Passage]:
+    """The opening up to the first heading after its start: the text before a page's first section
+    says what the page is about; what follows belongs to the section, which its lead represents."""
+    first = min((p.start or 0 for p in opening), default=0)
+    end = next((s.start for s in document.sections if s.start > first), None)
+    if end is None:
+        return opening
+    kept = [p for p in opening if (p.start or 0) < end]
+    if kept and (kept[-1].end or 0) > end:
+        last = kept[-1]
+        text = last.text[: end - (last.start or 0)].rstrip()
+        kept[-1] = last.model_copy(update={"node_id": f"{last.node_id}:{last.start}", "text": text, "end": (last.start or 0) + len(text),
+                                           "source_start": None, "source_end": None})
+    return [p for p in kept if p.text]
+
+
+def _holder(chunks: Sequence[TextNode], offset: int) -> TextNode:
+    """The chunk that holds the document's text at `offset` (or the first after it)."""
+    return next((c for c in chunks if (c.end_char_idx or 0) > offset), chunks[-1])
+
+
+def _within_any(passages: Sequence[Passage], order: Iterable[int], budget: int, stop: bool = False) -> list[Passage]:
+    """The passages taken in `order` while each still fits `budget`: one that does not is skipped,
+    or with `stop`, ends the list."""
+    kept, used = [], 0
+    for i in order:
+        cost = count_tokens(passages[i].text)
+        if used + cost <= budget:
+            kept.append(passages[i])
+            used += cost
+        elif stop:
+            break
+    return kept
+
+
+def _read(passages: Sequence[Passage], budget: int, focus: str = "", opening_only: bool = False) -> list[Passage]:
+    """A document's passages in reading order within `budget`: with a focus, those holding its words
+    (most first; none when no passage does); otherwise all, or the opening for half the budget
+    (all of it with `opening_only`) and passages spread evenly over the rest, both of passages that
+    hold a sentence: a web page opens with its site's menu and its table of contents, which a
+    summary read as its first points."""
+    costs = [count_tokens(p.text) for p in passages]
+    about = [i for i in range(len(passages)) if term_coverage(focus, passages[i].text) > 0] if focus else []
     if focus and not about:
         return []
     keep: set[int] = set()
     used = 0
     whole = sum(costs) <= budget
-    lead = 0 if about else budget if whole else budget // 2
-    prose = [whole or _holds_sentence(c) for c in chunks] if not about else [True] * len(chunks)
+    lead = 0 if about else budget if whole or opening_only else budget // 2
+    prose = [whole or _holds_sentence(p.text) for p in passages] if not about else [True] * len(passages)
     for i, cost in enumerate(costs):
         if used + cost > lead:
             break
         if prose[i]:
             keep.add(i)
             used += cost
-    rest = [i for i in range(len(chunks)) if i not in keep]
+    if opening_only:
+        return [passages[i] for i in sorted(keep)]
+    rest = [i for i in range(len(passages)) if i not in keep]
     rest = [i for i in rest if prose[i]] or rest
-    ranked = sorted(about, key=lambda i: -term_coverage(focus, chunks[i].get_content())) if about else _spread(rest)
+    ranked = sorted(about, key=lambda i: -term_coverage(focus, passages[i].text)) if about else _spread(rest)
     for i in ranked:
         if used + costs[i] <= budget:
             keep.add(i)
             used += costs[i]
-    return [to_passage(chunks[i], 1.0) for i in sorted(keep)]
+    return [passages[i] for i in sorted(keep)]
 
 
 def side_queries(question: str, sides: tuple[str, str]) -> tuple[str, str]:
@@ -146,6 +263,25 @@ def side_queries(question: str, sides: tuple[str, str]) -> tuple[str, str]:
     alone is too short a query for the embeddings: best similarity 0.26 on the seeds)."""
     rest = _rest(question, sides)
     return without_filler(f"{sides[0]} {rest}"), without_filler(f"{sides[1]} {rest}")
+
+
+_ACRONYM = re.compile(r"\b[A-Z]{2,5}\b")
+_JOINER = r"(?:[ \t]+(?:of|and|for|the|on)[ \t]+|[ \t-]+)"
+
+
+def spelled_out(side: str, texts: Sequence[str]) -> list[str]:
+    """What the side's acronyms stand for in the texts, each the way the texts most often write it:
+    "the EU" -> ["European Union"], "ICJ" -> ["International Court of Justice"]. A side named by its
+    acronym found neither the passages nor the sentences that spell it out ("with the help of the
+    European Union and United States"), for the search, for the check that a passage names the
+    side, and for the model, which was asked about "the EU" alone."""
+    words = []
+    for acronym in dict.fromkeys(_ACRONYM.findall(side)):
+        pattern = re.compile(r"\b" + _JOINER.join(rf"{letter}[a-z]+" for letter in acronym) + r"\b")
+        found = Counter(m.group(0) for text in texts for m in pattern.finditer(" ".join(text.split())))
+        if found:
+            words.append(found.most_common(1)[0][0])
+    return words
 
 
 def _rest(question: str, sides: tuple[str, str]) -> str:
@@ -179,13 +315,14 @@ def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, 
     rest = _rest(question, sides)
     both = _side_by_side(sides, whole, retriever)
     for side, query in zip(sides, side_queries(question, sides)):
-        found = retriever.retrieve(query, filters=filters)
+        names = [side, *spelled_out(side, [p.text for p in whole.passages])]
+        found = retriever.retrieve(" ".join([query, *names[1:]]), filters=filters)
         side_best = max(side_best, found.best_score)
-        named = [p for p in whole.passages if term_coverage(side, p.text) == 1.0]
+        named = [p for p in whole.passages if any(term_coverage(name, p.text) == 1.0 for name in names)]
         ranked: dict[str, Passage] = {}
         for passage in [*both, *named, *found.passages]:
             ranked.setdefault(passage.node_id, passage)
-        ask = f"What do the passages say about {side}" + (f" ({rest})" if rest else "") + "?"
+        ask = f"What do the passages say about {' or '.join(names)}" + (f" ({rest})" if rest else "") + "?"
         parts.append(Part(side[:1].upper() + side[1:], ask, _within(list(ranked.values()), budget // 2)))
     unique: dict[str, Passage] = {}
     for part in parts:  # a passage both sides found is one passage, under one number
@@ -236,7 +373,7 @@ def _windows(question: str, retriever: Retriever, budget: int, filters: Filters 
     passages = list(chosen.values())
     if hits:
         room = budget - sum(count_tokens(p.text) for p in passages)
-        opening = [c for c in chunks_of[hits[0].source][:_OPENING_CHUNKS] if _holds_sentence(c)]
+        opening = [c for c in chunks_of[hits[0].source][:_OPENING_CHUNKS] if _holds_sentence(c.get_content())]
         lead = [to_passage(c, best_of[hits[0].source]) for c in opening[:2] if c.node_id not in chosen]
         passages = _within(lead, room) + passages
     return passages, found.best_score

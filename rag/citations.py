@@ -246,7 +246,7 @@ def attribute(
     answer_spans = [(s, e) for s, e in split_sentences(answer) if content_terms(answer[s:e]) and not is_lead_in(answer[s:e])]
     if not candidates or not answer_spans:
         return Attribution([])
-    vectors = embed([answer[s:e] for s, e in answer_spans] + [c.text for c in candidates])
+    vectors = embed([claim_of(answer[s:e]) for s, e in answer_spans] + [c.text for c in candidates])
     a_vecs, c_vecs = vectors[: len(answer_spans)], vectors[len(answer_spans) :]
     c_terms = [content_terms(c.text) for c in candidates]
     all_text = " ".join(f"{p.title} {p.text}" for p in passages) + " " + question
@@ -258,6 +258,28 @@ def attribute(
             _cite_fact_holders(item, candidates, facts_of(question))
         results.append(item)
     return Attribution(results)
+
+
+# "The article discusses…", "The second article mentions that…", "They discuss…" (an overview of
+# "these documents"): a summary's way of saying what a document states. The quote states the rest,
+# not that a document discusses it.
+_DOCUMENT_SAYS = re.compile(
+    r"^\s*(?:[-*•]\s*|\d{1,2}[.)]\s*)?(?:it|they|(?:the|this|that|these|those|both|each|all)\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:article|document|page|text|passage|report|story|section)s?)\s+(?:also\s+)?"
+    r"(?:discuss|mention|highlight|describe|cover|state|report|say|note|explain|provide|focus(?:es)? on|talk(?:s)? about)\w*\s+"
+    r"(?:information (?:about|on)\s+)?(?:that\s+|how\s+)?", re.IGNORECASE)
+
+
+def claim_of(sentence: str) -> str:
+    """The fact an answer sentence asserts, without the "Yes,"/"No," that answers a yes/no question,
+    and without the "The article discusses" that a summary puts before a document's fact.
+
+    Judged with it, the sentence reads to the model as a reply, not a statement: "No, clashes
+    have continued while…" scored 0.27 against the quote that states it, 0.75 without the "No,".
+    Matched with it, "The article highlights the efforts of Russia to mediate…" found no passage
+    sentence: "highlights" is in none."""
+    rest = _DOCUMENT_SAYS.sub("", ANSWER_WORD.sub("", sentence, count=1), count=1)
+    return rest[:1].upper() + rest[1:] if rest.strip() else sentence
 
 
 def is_lead_in(sentence: str) -> bool:
@@ -297,7 +319,7 @@ def _support(
     all_facts: set[str],
     min_support: float,
 ) -> SentenceSupport:
-    terms = content_terms(sentence)
+    terms = content_terms(claim_of(sentence))
     sims = c_vecs @ a_vec
     scores = [0.5 * (len(terms & ct) / len(terms)) + 0.5 * float(sim) for ct, sim in zip(c_terms, sims)]
     order = sorted(range(len(candidates)), key=lambda i: scores[i], reverse=True)
@@ -467,7 +489,7 @@ def locate_quote(ps: PassageSentence, read_source: SourceReader) -> tuple[int | 
     return start, end, cleaned.offsets.to_clean(start, end) == (offset, offset + len(ps.text))
 
 
-def _prose_sentences(text: str) -> list[tuple[int, int]]:
+def prose_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans within paragraphs (blank-line separated): HTML source wraps a sentence over lines."""
     from llama_index.core.utils import globals_helper
 
@@ -492,7 +514,7 @@ def whole_sentence(ps: PassageSentence, read_source: SourceReader, window: int =
     text = source[1].text
     lo = max(0, offset - window)
     around = text[lo : offset + len(ps.text) + window]
-    spans = [(lo + a, lo + b) for a, b in _prose_sentences(around) if lo + b > offset and lo + a < offset + len(ps.text)]
+    spans = [(lo + a, lo + b) for a, b in prose_sentences(around) if lo + b > offset and lo + a < offset + len(ps.text)]
     if not spans:
         return ps.text
     whole = text[spans[0][0] : spans[-1][1]].strip()

@@ -66,6 +66,9 @@ REQUEST_WORDS = frozenset(
     "briefly section sections chapter chapters paragraph paragraphs mean means meaning documentation docs".split()
 )
 
+# A question about one part of a document: "the Western engagement section" (rag.outline.named_section).
+SECTION_WORDS = re.compile(r"\b(?:section|part|chapter|heading)s?\b", re.I)
+
 # "the two articles", "all the documents", "each page": the whole corpus, not one document.
 _ALL_DOCS = re.compile(
     r"\b(?:(?:the|these|those|both|all|each|every)\s+(?:(?:two|three|four|five|\d+|of the|seed)\s+)*"

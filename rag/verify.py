@@ -17,7 +17,6 @@ Backends that give no token log-probabilities (Ollama's API, the mock, a server 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from rag.citations import ANSWER_WORD, PassageSentence, SentenceSupport, content_terms, facts_of
+from rag.citations import PassageSentence, SentenceSupport, claim_of, content_terms, facts_of
 from rag.grounding import facts_outside_citations
 from rag.schema import SentenceCheck
 
@@ -41,25 +40,6 @@ JUDGE_QUESTION = (
 Judge = Callable[[list[ChatMessage]], float]
 
 LEXICAL_NOTE = "lexical: quotes share the sentence's words and names"
-
-
-# "The article discusses…", "The second article mentions that…": a summary's way of saying what a
-# document states. The quote states the rest, not that a document discusses it.
-_DOCUMENT_SAYS = re.compile(
-    r"^\s*(?:[-*•]\s*|\d{1,2}[.)]\s*)?(?:it|(?:the|this|that|both|each)\s+(?:[\w-]+\s+){0,3}?"
-    r"(?:article|document|page|text|passage|report|story|section)s?)\s+(?:also\s+)?"
-    r"(?:discuss|mention|highlight|describe|cover|state|report|say|note|explain|provide|focus(?:es)? on|talk(?:s)? about)\w*\s+"
-    r"(?:information (?:about|on)\s+)?(?:that\s+|how\s+)?", re.IGNORECASE)
-
-
-def claim_of(sentence: str) -> str:
-    """The fact an answer sentence asserts, without the "Yes,"/"No," that answers a yes/no question,
-    and without the "The article discusses" that a summary puts before a document's fact.
-
-    Judged with it, the sentence reads to the model as a reply, not a statement: "No, clashes
-    have continued while…" scored 0.27 against the quote that states it, 0.75 without the "No,"."""
-    rest = _DOCUMENT_SAYS.sub("", ANSWER_WORD.sub("", sentence, count=1), count=1)
-    return rest[:1].upper() + rest[1:] if rest.strip() else sentence
 
 
 def support_messages(

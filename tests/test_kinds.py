@@ -211,9 +211,11 @@ def test_a_long_answer_is_a_refusal_only_when_it_opens_with_one():
     ("The second article states that both sides want peace.", "Both sides want peace."),
     ("- It covers the syntax for creating generated columns.", "The syntax for creating generated columns."),
     ("It is a database.", "It is a database."),
+    ("- They discuss the Lachin Corridor and the Nagorno-Karabakh conflict.", "The Lachin Corridor and the Nagorno-Karabakh conflict."),
+    ("They fought two wars.", "They fought two wars."),
 ])
 def test_the_judge_reads_what_a_summary_says_a_document_states(sentence, claim):
-    from rag.verify import claim_of
+    from rag.citations import claim_of
 
     assert claim_of(sentence) == claim
 
@@ -245,7 +247,7 @@ def test_a_comparison_answers_each_side_on_its_own_under_its_label(mock_engine):
     assert answer.kind == "comparison" and not answer.refused, answer.refusal_reason
     us, eu = answer.answer.split("\n\n")
     assert us.startswith("The US:\n") and eu.startswith("The EU:\n")
-    assert "US" in us.split(":\n", 1)[1] and all(c.supported for c in answer.sentences)
+    assert re.search(r"\bUS\b|United States", us.split(":\n", 1)[1]) and all(c.supported for c in answer.sentences)
     assert [p.n for p in answer.passages] == list(range(1, len(answer.passages) + 1))  # one numbering for both sides
 
 
@@ -473,3 +475,53 @@ def test_a_comparison_reads_where_a_page_sets_the_two_side_by_side(make_settings
     found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 160)  # a chunk a side
     assert [part.label for part in found.parts] == ["Multi-thread", "Serialized mode"]
     assert all(any("supports three threading modes" in p.text for p in part.passages) for part in found.parts)
+
+
+def test_a_named_section_is_read_from_its_heading_to_the_next(mock_engine):
+    from rag.broad import broad_context
+
+    question = "Give me the key points of the Western engagement section."
+    found = broad_context(classify(question, mock_engine.index.titles()), question, mock_engine.retriever, 500)
+    text = " ".join(" ".join(p.text.split()) for p in found.passages)
+    assert text.startswith("Western engagement The Caucasus neighbors have been seeking to negotiate a peace agreement")
+    assert "hosted in Brussels by the European Council President Charles Michel" in text  # the section's second sentence
+    assert "making good progress" not in text  # Pashinyan's words come before the section
+
+
+GUIDE = "\n\n".join(
+    ["# The Field Guide", "This guide explains how the station keeps its records and why each kind of record matters to visitors."]
+    + [f"## Topic number {n}\n\n" + " ".join(f"Fact {k} of topic {n} is written here as a plain sentence about the station records."
+                                            for k in range(1, 5)) for n in range(1, 16)]
+)
+
+
+def test_a_long_document_is_summarized_from_its_introduction_and_each_section_s_first_sentence(mock_engine, corpus):
+    from rag.broad import broad_context
+    from rag.corpus import read_source
+    from rag.retrieve import count_tokens
+
+    (corpus / "guide.md").write_text(GUIDE, encoding="utf-8")
+    mock_engine.ingest()
+    question = "Summarize guide.md."
+    found = broad_context(classify(question, mock_engine.index.titles()), question, mock_engine.retriever, 500)
+    texts = [" ".join(p.text.split()) for p in found.passages]
+    assert "This guide explains how the station keeps its records" in texts[0]  # its introduction first
+    leads = [t for t in texts if t.startswith("Topic number")]
+    assert [t.split(" Fact")[0] for t in leads[:3]] == ["Topic number 1", "Topic number 2", "Topic number 3"]  # the first sections first
+    assert all(t.endswith("about the station records.") for t in leads)  # whole sentences under each heading
+    assert any("Topic number 14" in t or "Topic number 15" in t for t in leads)  # and sections spread over the rest
+    assert sum(count_tokens(p.text) for p in found.passages) <= 500
+    cleaned = read_source(corpus, "guide.md")[1].text
+    assert all(cleaned[p.start:p.end].split() == p.text.split() for p in found.passages)  # offsets point into the document
+
+
+def test_a_side_named_by_an_acronym_is_found_where_the_documents_spell_it_out(mock_engine):
+    from rag.broad import broad_context, spelled_out
+
+    assert spelled_out("the EU", ["with the help of the European Union and United States"]) == ["European Union"]
+    assert spelled_out("ICJ", ["the International Court of Justice (ICJ)"]) == ["International Court of Justice"]
+    assert spelled_out("the EU", ["nothing spelled out here"]) == []
+    found = broad_context(classify(COMPARE, mock_engine.index.titles()), COMPARE, mock_engine.retriever, 500)
+    eu = next(part for part in found.parts if part.label == "The EU")
+    assert "European Union" in eu.question
+    assert any("help of the European Union" in " ".join(p.text.split()) for p in eu.passages)
