@@ -94,11 +94,14 @@ def is_yes_no(question: str) -> bool:
 FORM_HINTS = {
     Kind.SUMMARY: "Answer with three or four bullet points, one line each starting with '- ', each stating one main point of the passages.",
     Kind.OVERVIEW: "Answer with three or four bullet points, one line each starting with '- ', each stating one topic the passages cover and what they say about it.",
-    Kind.COMPARISON: "Answer in two or three sentences, each stating one fact the passages give about it.",  # asked once per side
+    Kind.COMPARISON: "Answer in three or four sentences, each stating one way they differ, as the passages give it.",
     Kind.HOWTO: "Answer with numbered steps, one line each ('1. '), keeping commands and code exactly as the passages write them.",
     Kind.EXPLANATION: "Answer with a paragraph of three or four sentences, each stating one fact from the passages.",
 }
 
+
+# A comparison answered one side at a time (rag.broad) asks each side's part in this form.
+SIDE_HINT = "Answer in two or three sentences, each stating one fact the passages give about it."
 
 # Asked for three or four bullets, the 1.5B model often writes eight, until the output limit
 # (an overview took 24 s, p50): a list answer stops after this many items.
@@ -107,11 +110,12 @@ MOST_ITEMS = {Kind.SUMMARY: 5, Kind.OVERVIEW: 5, Kind.HOWTO: 8}
 PART_BREAK = "\n\n"  # between the labelled parts of a comparison
 
 
-def build_messages(question: str, passages: Sequence[Passage], kind: Kind = Kind.LOOKUP) -> list[ChatMessage]:
-    """The system prompt comes first and never changes, so llama.cpp reuses its KV cache."""
+def build_messages(question: str, passages: Sequence[Passage], kind: Kind = Kind.LOOKUP, hint: str | None = None) -> list[ChatMessage]:
+    """The system prompt comes first and never changes, so llama.cpp reuses its KV cache; `hint`
+    overrides the kind's form line."""
     user = f"Passages:\n{format_passages(passages)}\n\nQuestion: {question}"
-    if kind in FORM_HINTS:
-        user += f"\n{FORM_HINTS[kind]}"
+    if hint or kind in FORM_HINTS:
+        user += f"\n{hint or FORM_HINTS[kind]}"
     elif is_yes_no(question):
         user += f"\n{YES_NO_HINT}"
     return [ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), ChatMessage(role=MessageRole.USER, content=user)]
@@ -221,7 +225,8 @@ class AnswerStream:
             yield f"{PART_BREAK if i else ''}{part.label}:\n"
             text = ""
             share = (limit or 0) // len(retrieval.parts) or None
-            for delta in self._generate(part.question, part.passages, share, Kind(part.form)):
+            hint = SIDE_HINT if part.form == Kind.COMPARISON.value else None
+            for delta in self._generate(part.question, part.passages, share, Kind(part.form), hint):
                 text += delta
                 yield delta
             self.part_texts.append(self._tidy(text))
@@ -246,8 +251,9 @@ class AnswerStream:
             self.notices.append("The answer reached its length limit; its unfinished last sentence is left out.")
         return kept
 
-    def _generate(self, question: str, passages: list[Passage], limit: int | None, kind: Kind | None = None) -> Iterator[str]:
-        messages = build_messages(question, passages, kind or self.intent.kind)
+    def _generate(self, question: str, passages: list[Passage], limit: int | None, kind: Kind | None = None,
+                  hint: str | None = None) -> Iterator[str]:
+        messages = build_messages(question, passages, kind or self.intent.kind, hint)
         self.prompt_tokens = max(prompt_tokens(self.engine.llm, messages) or 0, self.prompt_tokens or 0) or None
         llm = sized(self.engine.llm, limit)
         with self.engine.generation_lock:

@@ -308,7 +308,12 @@ def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, 
     """Half the budget for each side, and a part each: first where the best page sets the two side
     by side (`_side_by_side`), then the passages the whole question finds that name the side, then
     those the side's own query finds. The gate: the question must find something, and so must one
-    side at least (a side's query is short, so its similarity runs low)."""
+    side at least (a side's query is short, so its similarity runs low).
+
+    Where both sides get the same passages (one page that contrasts them: WAL and the rollback
+    journal), there are no parts and the question is answered whole: asked "what do the passages
+    say about the rollback journal?" over the WAL page, the model wrote WAL's advantages as the
+    rollback journal's, or that WAL "is also the current default"."""
     whole = retriever.retrieve(question, filters=filters)
     parts: list[Part] = []
     side_best = -1.0
@@ -327,6 +332,8 @@ def _sides_context(question: str, sides: tuple[str, str], retriever: Retriever, 
     unique: dict[str, Passage] = {}
     for part in parts:  # a passage both sides found is one passage, under one number
         part.passages = [unique.setdefault(p.node_id, p) for p in part.passages]
+    if len({tuple(p.node_id for p in part.passages) for part in parts}) == 1:
+        parts = []  # the same passages for both sides: asked about one side, the model gave it the other's facts
     return list(unique.values()), min(whole.best_score, side_best), parts
 
 

@@ -270,6 +270,26 @@ def test_a_side_the_documents_say_nothing_about_is_left_out_and_named(make_setti
     assert "Nothing was found in the documents for “The EU”." in answer.notices
 
 
+class Recording(ExtractiveMockLLM):
+    """The mock, keeping every prompt it answered."""
+
+    prompts: list = []
+
+    def _answer(self, prompt: str) -> str:  # type: ignore[override]
+        self.prompts.append(prompt)
+        return ExtractiveMockLLM._answer(prompt)
+
+
+def test_each_side_of_a_comparison_is_asked_in_the_side_form(make_settings, embedder):
+    from rag.answer import SIDE_HINT
+    from rag.engine import build_engine
+
+    llm = Recording(prompts=[])
+    answer = ask(build_engine(make_settings(), llm=llm, embed_model=embedder), COMPARE)
+    assert not answer.refused and len(llm.prompts) == 2
+    assert all(SIDE_HINT in prompt and FORM_HINTS[Kind.COMPARISON] not in prompt for prompt in llm.prompts)
+
+
 def test_a_comparison_with_no_side_found_is_a_refusal(make_settings, embedder):
     from rag.engine import build_engine
 
@@ -472,9 +492,23 @@ def test_a_comparison_reads_where_a_page_sets_the_two_side_by_side(make_settings
     (corpus / "threads.txt").write_text(THREADS_PAGE, encoding="utf-8")
     engine = build_engine(make_settings(), embed_model=embedder)
     question = "What is the difference between multi-thread and serialized mode?"
-    found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 160)  # a chunk a side
+    found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 400)
     assert [part.label for part in found.parts] == ["Multi-thread", "Serialized mode"]
     assert all(any("supports three threading modes" in p.text for p in part.passages) for part in found.parts)
+    assert len({tuple(p.n for p in part.passages) for part in found.parts}) == 2  # and each side's own passages after it
+
+
+def test_a_comparison_whose_sides_read_the_same_passages_is_answered_whole(make_settings, embedder, corpus):
+    from rag.broad import broad_context
+    from rag.engine import build_engine
+
+    (corpus / "threads.txt").write_text(THREADS_PAGE, encoding="utf-8")
+    engine = build_engine(make_settings(), embed_model=embedder)
+    question = "What is the difference between multi-thread and serialized mode?"
+    found = broad_context(classify(question, engine.index.titles()), question, engine.retriever, 160)  # room for that chunk alone
+    assert found.parts == [] and any("supports three threading modes" in p.text for p in found.passages)
+    whole = build_messages(question, found.passages, Kind.COMPARISON)[1].content
+    assert whole.endswith(FORM_HINTS[Kind.COMPARISON]) and "one way they differ" in whole
 
 
 def test_a_named_section_is_read_from_its_heading_to_the_next(mock_engine):
