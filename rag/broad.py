@@ -39,7 +39,8 @@ _WINDOW_HITS = 3  # how-to and explanation: hits widened by their neighbours
 # A page's opening: its first chunks that hold a sentence (a menu or a table of contents holds none).
 _OPENING_CHUNKS = 6
 _PROSE = re.compile(r"[A-Za-z][^.!?\n]{40,}[.!?](?:\s|$)")
-_DOCUMENT_MARGIN = 0.1  # ... from documents whose best hit is within this cosine similarity of the best
+_WINDOW_DOCUMENTS = 2  # ... from the documents the candidates say most about the question,
+_SECOND_DOCUMENT = 0.5  # the second only where it says at least this share of what the first does
 
 _SIDES = [
     re.compile(r"\bbetween (?P<a>.+?) and (?P<b>.+?)[?.!]*$", re.I),
@@ -353,22 +354,40 @@ def _side_by_side(sides: tuple[str, str], whole: Retrieval, retriever: Retriever
     return [to_passage(c, best.score) for c in named[:most]]
 
 
-def _windows(question: str, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:
-    """The best hits, each with its neighbouring chunks, from the documents that rank near the best;
-    then, while the budget lasts, the best document's opening.
+def window_hits(candidates: Sequence[Passage]) -> tuple[list[str], list[Passage]]:
+    """The documents to read around hits and the hits to widen, theirs, most similar first. The
+    documents: the one the candidates say most about the question (by the sum of their
+    similarities), and the one holding the most similar chunk, or else a second that says at least
+    half as much as the first."""
+    mass: dict[str, float] = {}
+    for hit in candidates:
+        mass[hit.source] = mass.get(hit.source, 0.0) + max(hit.score, 0.0)
+    if not mass:
+        return [], []
+    ranked = sorted(mass, key=lambda source: -mass[source])
+    closest = max(candidates, key=lambda h: h.score).source
+    second = [s for s in ranked[1:_WINDOW_DOCUMENTS] if mass[s] >= mass[ranked[0]] * _SECOND_DOCUMENT]
+    documents = list(dict.fromkeys([ranked[0], closest, *second]))[:_WINDOW_DOCUMENTS]
+    return documents, sorted((h for h in candidates if h.source in documents), key=lambda h: -h.score)[:_WINDOW_HITS]
 
-    A document well below the best one is left out: asked how to import a CSV file in the shell,
-    the third hit (the CSV virtual table's page, 0.59 against the shell page's 0.75) was the one
-    the model followed. A page's opening is where it says what it is about, often the answer itself
-    ("open the database using the special filename :memory:"), which no window reached.
+
+def _windows(question: str, retriever: Retriever, budget: int, filters: Filters | None) -> tuple[list[Passage], float]:
+    """The hits most similar to the question, each with its neighbouring chunks, from the document
+    the candidates say most about it (the sum of its hits' similarities) and the one holding the
+    most similar chunk, or a second one that says at least half as much (`window_hits`); then,
+    while the budget lasts, the first document's opening.
+
+    The fused ranking that serves lookups (BM25 with the vectors) put word matches first: asked how
+    to back up a database while it is in use, its first hits were the shell's --readonly option,
+    and the backup page's "The backup API is used as follows…" (the most similar chunk) came tenth.
+    A page that says less is left out: its chunks use the question's words in passing (the CSV
+    virtual table's page, asked how to import a CSV file in the shell, was the one the model
+    followed). A page's opening is where it says what it is about, often the answer itself ("open
+    the database using the special filename :memory:"), which no window reached.
     """
-    found = retriever.retrieve(question, filters=filters)
-    best_of: dict[str, float] = {}
-    for hit in found.passages:
-        best_of[hit.source] = max(best_of.get(hit.source, -1.0), hit.score)
-    top = max(best_of.values(), default=0.0)
-    hits = [h for h in found.passages if best_of[h.source] >= top - _DOCUMENT_MARGIN][:_WINDOW_HITS]
-    chunks_of = {source: retriever.index.document_chunks(source) for source in dict.fromkeys(h.source for h in hits)}
+    found = retriever.candidates(question, filters=filters)
+    documents, hits = window_hits(found.passages)
+    chunks_of = {source: retriever.index.document_chunks(source) for source in dict.fromkeys([*documents[:1], *(h.source for h in hits)])}
     chosen: dict[str, Passage] = {}
     share = budget // _WINDOW_HITS
     for hit in hits:
@@ -378,10 +397,11 @@ def _windows(question: str, retriever: Retriever, budget: int, filters: Filters 
         for passage in _within(window, share):
             chosen.setdefault(passage.node_id, passage)
     passages = list(chosen.values())
-    if hits:
+    if documents:
         room = budget - sum(count_tokens(p.text) for p in passages)
-        opening = [c for c in chunks_of[hits[0].source][:_OPENING_CHUNKS] if _holds_sentence(c.get_content())]
-        lead = [to_passage(c, best_of[hits[0].source]) for c in opening[:2] if c.node_id not in chosen]
+        opening = [c for c in chunks_of[documents[0]][:_OPENING_CHUNKS] if _holds_sentence(c.get_content())]
+        best = max(h.score for h in found.passages if h.source == documents[0])
+        lead = [to_passage(c, best) for c in opening[:2] if c.node_id not in chosen]
         passages = _within(lead, room) + passages
     return passages, found.best_score
 

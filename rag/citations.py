@@ -107,13 +107,28 @@ def _names(first: str, words: list[str]) -> bool:
     return len(first) > 1 and not (len(words) > 1 and words[1].lower() in _DETERMINERS)
 
 
+@lru_cache(maxsize=1)
+def _punkt():  # noqa: ANN202 - nltk's PunktTokenizer
+    """NLTK's Punkt trained on English, from the data LlamaIndex ships (no download).
+
+    LlamaIndex's own `globals_helper.punkt_tokenizer` is untrained: it knows no abbreviation, so
+    "At the meeting, Mr. Pashinyan and Mr. Aliyev expressed…" was three sentences, and "At the
+    meeting, Mr." was shown as a quote."""
+    from llama_index.core.utils import globals_helper
+    from nltk.tokenize import PunktTokenizer
+
+    fallback = globals_helper.punkt_tokenizer  # also puts LlamaIndex's NLTK data on nltk's path
+    try:
+        return PunktTokenizer("english")
+    except (LookupError, OSError):
+        return fallback
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans of `text`: lines first (chunks keep headlines and captions), then Punkt."""
-    from llama_index.core.utils import globals_helper
-
     spans: list[tuple[int, int]] = []
     for line in re.finditer(r"[^\n]+", text):
-        for start, end in globals_helper.punkt_tokenizer.span_tokenize(line.group(0)):
+        for start, end in _punkt().span_tokenize(line.group(0)):
             s, e = line.start() + start, line.start() + end
             if text[s:e].strip():
                 spans.append((s, e))
@@ -491,11 +506,9 @@ def locate_quote(ps: PassageSentence, read_source: SourceReader) -> tuple[int | 
 
 def prose_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans within paragraphs (blank-line separated): HTML source wraps a sentence over lines."""
-    from llama_index.core.utils import globals_helper
-
     spans = []
     for para in re.finditer(r"\S(?:.|\n(?![ \t]*\n))*", text):
-        spans += [(para.start() + a, para.start() + b) for a, b in globals_helper.punkt_tokenizer.span_tokenize(para.group(0))]
+        spans += [(para.start() + a, para.start() + b) for a, b in _punkt().span_tokenize(para.group(0))]
     return spans
 
 

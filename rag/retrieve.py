@@ -76,6 +76,15 @@ def count_tokens(text: str) -> int:
     return len(get_tokenizer()(text))
 
 
+def joined_words(question: str, bm25) -> list[str]:  # noqa: ANN001 - BM25Retriever
+    """Two neighbouring words of the question that the documents write as one ("back up" -> "backup",
+    "data base" -> "database"): BM25 matches whole terms, so "How do I back up a database" found
+    none of the backup page's "backup"s."""
+    words = re.findall(r"[A-Za-z]+", question)
+    vocabulary, stem = bm25.bm25.vocab_dict, bm25.stemmer.stemWord if bm25.stemmer else str
+    return [a + b for a, b in zip(words, words[1:]) if len(a) > 1 and len(b) > 1 and stem((a + b).lower()) in vocabulary]
+
+
 def reciprocal_rank_fusion(rankings: list[list[str]], weights: list[float], k: int = 60) -> dict[str, float]:
     """Weighted RRF: each list adds weight / (k + rank) to the ids it ranks."""
     fused: dict[str, float] = {}
@@ -143,6 +152,12 @@ class Retriever:
     def retrieve(self, question: str, top_k: int | None = None, filters: Filters | None = None) -> Retrieval:
         """Ranked, de-duplicated passages within the budget; `top_k` overrides the setting."""
         cfg = self.settings
+        found = self.candidates(question, filters)
+        return Retrieval(fit_budget(found.passages, top_k or cfg.top_k, cfg.context_tokens), found.best_score)
+
+    def candidates(self, question: str, filters: Filters | None = None) -> Retrieval:
+        """Every ranked, de-duplicated candidate (up to `retrieval.candidates`), before the budget."""
+        cfg = self.settings
         query_vector = np.asarray(self.index.embed_model.get_query_embedding(question), dtype=np.float32)
         query_vector /= max(float(np.linalg.norm(query_vector)), 1e-12)
         vector_hits = self._vector_hits(question, query_vector, filters)
@@ -166,7 +181,7 @@ class Retriever:
         passages = [p for p in passages if p.score >= cfg.min_passage_score or p.score == best]
         if cfg.dedup:
             passages = fold_duplicates(passages)
-        return Retrieval(fit_budget(passages, top_k or cfg.top_k, cfg.context_tokens), best)
+        return Retrieval(passages, best)
 
     def _vector_hits(self, question: str, query_vector: np.ndarray, filters: Filters | None) -> list[tuple[BaseNode, float]]:
         cfg = self.settings
@@ -182,7 +197,7 @@ class Retriever:
         return [(h.node, cosine_from_chroma(h.score)) for h in hits]
 
     def _bm25_hits(self, bm25, question: str, filters: Filters | None) -> list[BaseNode]:  # noqa: ANN001 - BM25Retriever
-        hits = [h for h in bm25.retrieve(question) if (h.score or 0) > 0]
+        hits = [h for h in bm25.retrieve(" ".join([question, *joined_words(question, bm25)])) if (h.score or 0) > 0]
         nodes = [h.node for h in hits if not filters or filters.accepts(h.node.metadata)]
         return nodes[: self.settings.candidates]
 

@@ -185,3 +185,11 @@ def test_steps_are_numbered_on_when_one_is_left_out():
         "1. Open it [1].\n2. Import [2].\n   sqlite> .import a.csv t\n3. Check.")
     assert renumber_steps("A:\n1. x\n3. y\n\nB:\n1. z") == "A:\n1. x\n2. y\n\nB:\n1. z"  # each part its own list
     assert renumber_steps("It took 3. Then 5 more.") == "It took 3. Then 5 more."
+
+
+def test_a_title_before_a_name_does_not_end_a_sentence():
+    from rag.citations import split_sentences
+
+    text = "At the meeting, Mr. Pashinyan and Mr. Aliyev expressed willingness to sign a deal. Clashes continue."
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "At the meeting, Mr. Pashinyan and Mr. Aliyev expressed willingness to sign a deal.", "Clashes continue."]

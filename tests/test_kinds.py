@@ -559,3 +559,23 @@ def test_a_side_named_by_an_acronym_is_found_where_the_documents_spell_it_out(mo
     eu = next(part for part in found.parts if part.label == "The EU")
     assert "European Union" in eu.question
     assert any("help of the European Union" in " ".join(p.text.split()) for p in eu.passages)
+
+
+def test_how_to_windows_come_from_the_pages_that_say_most_and_their_most_similar_hits_first():
+    from rag.broad import window_hits
+    from rag.schema import Passage
+
+    def hit(source: str, score: float) -> Passage:
+        return Passage(n=0, node_id=f"{source}-{score}", source=source, text="t", score=score)
+
+    # as fused for a lookup: the shell page's word match first, the backup page's best chunk last
+    candidates = [hit("cli.html", 0.58), hit("backup.html", 0.53), hit("backup.html", 0.47), hit("faq.html", 0.50),
+                  hit("backup.html", 0.50), hit("cli.html", 0.42), hit("backup.html", 0.59)]
+    documents, hits = window_hits(candidates)
+    assert documents == ["backup.html"]  # 2.09 against the shell page's 1.00: less than half
+    assert [h.score for h in hits] == [0.59, 0.53, 0.50]  # its most similar first
+    documents, hits = window_hits(candidates + [hit("cli.html", 0.45)])  # 1.45: a second page
+    assert documents == ["backup.html", "cli.html"] and [h.score for h in hits] == [0.59, 0.58, 0.53]
+    documents, hits = window_hits(candidates + [hit("faq.html", 0.70)])  # the most similar chunk's page, whatever it says besides
+    assert documents == ["backup.html", "faq.html"] and [h.score for h in hits] == [0.70, 0.59, 0.53]
+    assert window_hits([]) == ([], [])

@@ -87,3 +87,13 @@ def test_cli_filters(mock_env, monkeypatch, tmp_path, corpus, capsys):
     with pytest.raises(SystemExit):
         main(["ask", "x", "--since", "26 May"])
     assert "expected a date as YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_a_word_the_question_writes_apart_is_found_where_the_documents_write_it_as_one(index):
+    from rag.retrieve import joined_words
+
+    bm25 = index.current().bm25
+    assert joined_words("Who brokered the cease fire?", bm25) == ["ceasefire"]
+    assert joined_words("Who brokered the truce?", bm25) == []
+    hits = Retriever(index)._bm25_hits(bm25, "Who brokered the cease fire in the fall?", None)
+    assert hits and "ceasefire" in hits[0].get_content()  # BM25 matches whole terms: "cease fire" alone finds no "ceasefire"
