@@ -202,6 +202,7 @@ class SentenceSupport:
     support: list[tuple[PassageSentence, float]] = field(default_factory=list)
     unsupported_facts: set[str] = field(default_factory=set)
     coverage: float = 0.0  # share of the sentence's content terms found in the cited sentences
+    verbatim: bool = False  # a line of code the passage holds as written: supported without a judge
 
     @property
     def supported(self) -> bool:
@@ -258,7 +259,9 @@ def attribute(
     question, which the answer may repeat) are recorded as unsupported.
     """
     candidates = passage_sentences(passages)
-    answer_spans = [(s, e) for s, e in split_sentences(answer) if content_terms(answer[s:e]) and not is_lead_in(answer[s:e])]
+    code = code_lines(answer)
+    answer_spans = [(s, e) for s, e in split_sentences(answer)
+                    if content_terms(answer[s:e]) and not is_lead_in(answer[s:e]) and not _FENCE.match(answer[s:e])]
     if not candidates or not answer_spans:
         return Attribution([])
     vectors = embed([claim_of(answer[s:e]) for s, e in answer_spans] + [c.text for c in candidates])
@@ -268,11 +271,43 @@ def attribute(
     all_facts = key_facts(all_text) | content_terms(all_text)
     results = []
     for (s, e), a_vec in zip(answer_spans, a_vecs):
+        if any(a <= s and e <= b for a, b in code) and (item := written_in(answer[s:e], (s, e), passages)):
+            results.append(item)
+            continue
         item = _support(answer[s:e], (s, e), a_vec, candidates, c_vecs, c_terms, all_facts, min_support)
         if item.support:
             _cite_fact_holders(item, candidates, facts_of(question))
         results.append(item)
     return Attribution(results)
+
+
+# A line that opens or closes a fenced code block ("```sql"): markup, no claim to check.
+_FENCE = re.compile(r"^[ \t]*```[\w+.-]*[ \t]*$")
+
+
+def code_lines(answer: str) -> list[tuple[int, int]]:
+    """The spans of the answer's fenced code blocks, between their fences."""
+    fences = [m for m in re.finditer(r"[^\n]+", answer) if _FENCE.match(m.group(0))]
+    return [(opening.end(), closing.start()) for opening, closing in zip(fences[::2], fences[1::2])]
+
+
+def written_in(line: str, span: tuple[int, int], passages: Sequence[Passage]) -> SentenceSupport | None:
+    """A line of the answer's code, supported where a passage holds it as written (spaces and case aside:
+    "foreign_keys=on" is "foreign_keys = ON").
+
+    Code is written as the documents write it, not stated: judged as a statement, a fenced
+    "PRAGMA foreign_keys = ON;" is no claim the model can say yes or no to (it scored 0.38 against
+    a sentence naming the pragma), while a page's "sqlite> PRAGMA foreign_keys = ON;" holds it
+    exactly. A line no passage holds is matched and judged as any sentence is; its fences are no
+    sentences at all (the "```sql" line was judged, at 0.50)."""
+    chars = "".join(line.split())
+    if not chars:
+        return None
+    pattern = re.compile(r"(?<!\w)" + r"\s*".join(map(re.escape, chars)) + r"(?!\w)", re.IGNORECASE)
+    for passage in passages:
+        if m := pattern.search(passage.text):
+            return SentenceSupport(line.strip(), span, [(PassageSentence(passage, m.start(), m.end()), 1.0)], coverage=1.0, verbatim=True)
+    return None
 
 
 # "The article discusses…", "The second article mentions that…", "They discuss…" (an overview of
@@ -357,7 +392,7 @@ def insert_markers(answer: str, sentences: Sequence[SentenceSupport]) -> str:
     """Place [n] markers at the end of each supported sentence (before its final punctuation)."""
     out, cursor = [], 0
     for item in sentences:
-        if not item.support:
+        if not item.support or item.verbatim:  # a marker in a line of code would change the code
             continue
         s, e = item.span
         body = answer[s:e].rstrip()

@@ -134,6 +134,8 @@ def check_sentences(
         check = SentenceCheck(text=item.sentence, supported=False, citations=sorted({ps.passage.n for ps, _ in item.support}), quotes=quotes)
         if not item.support:
             check.reason = "no passage sentence matches it"
+        elif item.verbatim:
+            check.supported, check.support = True, 1.0
         elif item.unsupported_facts:
             check.reason = f"{', '.join(sorted(item.unsupported_facts))} found in no passage"
         elif judge is not None:

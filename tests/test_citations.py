@@ -193,3 +193,18 @@ def test_a_title_before_a_name_does_not_end_a_sentence():
     text = "At the meeting, Mr. Pashinyan and Mr. Aliyev expressed willingness to sign a deal. Clashes continue."
     assert [text[a:b] for a, b in split_sentences(text)] == [
         "At the meeting, Mr. Pashinyan and Mr. Aliyev expressed willingness to sign a deal.", "Clashes continue."]
+
+
+def test_a_code_line_a_passage_holds_is_supported_as_written_and_its_fences_are_no_sentences(embed):
+    passages = [_passage(1, "Foreign key constraints are disabled by default. Enable them with:\nsqlite> PRAGMA foreign_keys = ON;"),
+                _passage(2, "The PRAGMA foreign_keys command queries or sets the enforcement.", source="b.txt")]
+    answer = "1. Run this command:\n```sql\nPRAGMA  foreign_keys=on;\n```\n2. Then create the table:\n```sql\nCREATE TABLE t(x);\n```"
+    result = attribute(answer, "How do I switch foreign key enforcement on?", passages, embed)
+    texts = [s.sentence for s in result.sentences]
+    assert not any("```" in t for t in texts)
+    pragma = next(s for s in result.sentences if s.sentence.startswith("PRAGMA"))
+    assert pragma.verbatim and pragma.supported and pragma.support[0][0].text == "PRAGMA foreign_keys = ON;"
+    invented = next(s for s in result.sentences if s.sentence.startswith("CREATE"))
+    assert not invented.verbatim  # no passage holds it: matched and judged as any sentence
+    marked = insert_markers(answer, result.sentences)
+    assert "PRAGMA  foreign_keys=on;\n```" in marked  # no marker inside the code

@@ -325,3 +325,19 @@ def test_a_step_left_out_leaves_no_gap_in_the_numbering(make_settings, embedder)
     assert answer.left_out == ["Armenia and Azerbaijan: three decades at odds, two conflicts."]
     assert [line.split(" ", 1)[0] for line in answer.answer.splitlines()] == ["1.", "2.", "3."]
 
+
+
+def test_a_code_line_the_passages_hold_is_shown_green_without_asking_the_judge(embed):
+    from rag.citations import attribute
+    from rag.schema import Passage
+    from rag.verify import check_sentences
+
+    text = "Foreign key constraints are disabled by default.\nsqlite> PRAGMA foreign_keys = ON;"
+    passage = Passage(n=1, node_id="fk::1", source="foreignkeys.html", text=text, score=0.8, start=0, end=len(text))
+    answer = "1. Switch enforcement on for the connection:\n```sql\nPRAGMA foreign_keys = ON;\n```"
+    judge = judge_doubting("")  # doubts every statement it is asked about
+    checks = check_sentences(attribute(answer, "How do I enforce foreign keys?", [passage], embed).sentences,
+                             "How do I enforce foreign keys?", judge, 0.7, "system")
+    code = next(c for c in checks if c.text.startswith("PRAGMA"))
+    assert code.supported and code.support == 1.0 and code.citations == [1]
+    assert not any("pragma" in call for call in judge.calls) and not any("```" in c.text for c in checks)
