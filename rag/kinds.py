@@ -73,7 +73,11 @@ SECTION_WORDS = re.compile(r"\b(?:section|part|chapter|heading)s?\b", re.I)
 _ALL_DOCS = re.compile(
     r"\b(?:(?:the|these|those|both|all|each|every)\s+(?:(?:two|three|four|five|\d+|of the|seed)\s+)*"
     r"(?:articles|documents|pages|texts|files|reports|stories|sources)|both (?:articles|documents)"
-    r"|each (?:article|document|page|text|file|report|story|source)|the (?:whole )?(?:corpus|collection))\b", re.I)
+    r"|(?:each|every) (?:article|document|page|text|file|report|story|source)|the (?:whole )?(?:corpus|collection))\b", re.I)
+
+# "the first article", "the last page": a document by its place in the list of documents (by file name, as listed).
+_ORDINAL = re.compile(r"\bthe (first|second|third|fourth|fifth|last) (?:article|document|page|text|file|report|story)\b", re.I)
+_PLACES = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "last": -1}
 
 
 _FORM_PHRASE = re.compile(
@@ -102,16 +106,18 @@ def kind_of(question: str) -> Kind:
 
 
 def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]:
-    """Sources whose file name (with or without extension) or whole title the question contains."""
+    """Sources whose file name (with or without extension) or whole title the question contains, or
+    that "the first article" / "the last page" points to in the documents listed by file name."""
     text = " ".join(question.lower().split())
-    named = []
+    named = [by_place[_PLACES[m[1].lower()]] for m in _ORDINAL.finditer(question)
+             if (by_place := sorted(titles)) and _PLACES[m[1].lower()] < len(by_place)]
     for source, title in titles.items():
         stem = PurePath(source).stem.lower()
         title_text = " ".join(title.lower().split())
         if source.lower() in text or (re.search(rf"(?<!\w){re.escape(stem)}(?!\w)", text) and _names_alone(stem)) \
                 or (len(title_text) >= 8 and title_text in text):
             named.append(source)
-    return tuple(named)
+    return tuple(dict.fromkeys(named))
 
 
 def _names_alone(stem: str) -> bool:
