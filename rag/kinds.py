@@ -115,9 +115,26 @@ def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]
         stem = PurePath(source).stem.lower()
         title_text = " ".join(title.lower().split())
         if source.lower() in text or (re.search(rf"(?<!\w){re.escape(stem)}(?!\w)", text) and _names_alone(stem)) \
-                or (len(title_text) >= 8 and title_text in text):
+                or (len(title_text) >= 8 and title_text in text and _names_the_page(question, title)):
             named.append(source)
     return tuple(dict.fromkeys(named))
+
+
+_DOCUMENT_WORD = r"(?:page|article|document|documentation|doc|file|report|story|text)s?"
+
+
+def _names_the_page(question: str, title: str) -> bool:
+    """Whether a title the question holds names its document: a title of four words or more, one
+    written with its capitals, or one beside a word for a document ("the page about in-memory
+    databases", "the Vulnerabilities page"). A short title is also a subject: "how SQLite handles
+    transactions" named the page "Transaction", "STRICT tables and ordinary tables" the page
+    "STRICT Tables"."""
+    words = title.split()
+    if len(words) >= 4 or " ".join(words) in " ".join(question.split()):
+        return True
+    at = re.escape(" ".join(words)).replace(r"\ ", r"\s+")
+    beside = rf"\b{_DOCUMENT_WORD}\W+(?:\w+\W+){{0,2}}?{at}|{at}\W+{_DOCUMENT_WORD}\b"
+    return bool(re.search(beside, question, re.I))
 
 
 def _names_alone(stem: str) -> bool:

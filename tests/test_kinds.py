@@ -39,9 +39,9 @@ def test_the_classifier_tells_a_named_document_from_the_whole_corpus_and_a_topic
     assert len(rows) >= 60 and {r["scope"] for r in rows} == {"document", "corpus", "topic"}
     wrong = [(r["question"], r["scope"], found) for r in rows
              if (found := scope_of(r["question"], labelled["titles"][r["corpus"]])) != (r["scope"], sorted(r.get("documents", [])))]
-    # 59 of 63 (2026-12-05). Missed: "the JSON page" (no title holds the nickname), and three questions that
-    # hold a short title without meaning the page ("how SQLite handles transactions": the page "Transaction").
-    assert len(wrong) <= 0.1 * len(rows), wrong
+    # 62 of 63 (2026-12-05; 56 when labelled, before ordinals, "every page" and short titles were understood).
+    # Missed: "the JSON page" (no title holds the nickname).
+    assert len(wrong) <= 0.05 * len(rows), wrong
 
 
 def test_the_first_or_last_article_is_named_by_its_place_in_the_list():
@@ -79,6 +79,13 @@ def test_a_document_is_named_by_its_file_name_or_its_title():
     assert named_documents("Summarize the page about in-memory databases.", pages) == ("inmemorydb.html",)  # by its title; "about" is a word here
     assert named_documents("Give me a summary of the in-memory databases page.", pages) == ("inmemorydb.html",)
     assert named_documents("What does about.html cover?", pages) == ("about.html",)
+    short = {"lang_transaction.html": "Transaction", "stricttables.html": "STRICT Tables", "wal.html": "Write-Ahead Logging"}
+    assert named_documents("Explain how SQLite handles transactions.", short) == ()  # a short title is also a subject
+    assert named_documents("Which version introduced STRICT tables?", short) == ()
+    assert named_documents("How do I turn on write-ahead logging?", short) == ()
+    assert named_documents("Summarise the STRICT Tables page.", short) == ("stricttables.html",)  # beside "page"
+    assert named_documents("What does the Write-Ahead Logging cover?", short) == ("wal.html",)  # with its capitals
+    assert named_documents("What are the main points of the write-ahead logging documentation?", short) == ("wal.html",)
     assert classify("Give me the main points of both articles", titles).whole_corpus
 
 
