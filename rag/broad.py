@@ -17,6 +17,16 @@ chunks reads like a list of unrelated quotes, and how-to steps are cut at a chun
   in Chroma, so the neighbours come from `Index.document_chunks`).
 
 Every passage is still a chunk of the index, so citations and their support states work as for lookups.
+
+LlamaIndex's TreeSummarize and DocumentSummaryIndex do not fit here. TreeSummarize answers a long
+document in several LLM calls, a summary of summaries: at the embedded model's measured 120-290
+prompt tokens/s and 12-15 output tokens/s on 2 cores, a 4,000-token page in eight 500-token calls of
+~100 output tokens each is over a minute before the answer's first token (the target is 6 s), and
+the answer it streams cites summaries, not the page. DocumentSummaryIndex writes a summary per
+document with the LLM at ingest: minutes per page for the 85 SQLite pages, redone for every changed
+file, and its sentences are the model's, which the support check would have to trace back to the
+page anyway. Reading the page's own opening and its sections' first sentences (`_by_outline`) costs
+no model call, fits the same budget, and every sentence it gives is citable as it stands.
 """
 
 from __future__ import annotations
