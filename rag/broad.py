@@ -24,8 +24,8 @@ prompt tokens/s and 12-15 output tokens/s on 2 cores, a 4,000-token page in eigh
 ~100 output tokens each is over a minute before the answer's first token (the target is 6 s), and
 the answer it streams cites summaries, not the page. DocumentSummaryIndex writes a summary per
 document with the LLM at ingest: about 40 s for a 4,000-token page (its prompt, then ~150 output
-tokens), tens of minutes for the 85 SQLite pages, redone for every changed file, and its sentences are the model's, which the support check would have to trace back to the
-page anyway. Reading the page's own opening and its sections' first sentences (`_by_outline`) costs
+tokens), tens of minutes for the 85 SQLite pages, redone for every changed file, and its sentences
+are the model's, which the support check would have to trace back to the page anyway. Reading the page's own opening and its sections' first sentences (`_by_outline`) costs
 no model call, fits the same budget, and every sentence it gives is citable as it stands.
 """
 

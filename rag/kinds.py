@@ -109,8 +109,9 @@ def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]
     """Sources whose file name (with or without extension) or whole title the question contains, or
     that "the first article" / "the last page" points to in the documents listed by file name."""
     text = " ".join(question.lower().split())
-    named = [by_place[_PLACES[m[1].lower()]] for m in _ORDINAL.finditer(question)
-             if (by_place := sorted(titles)) and _PLACES[m[1].lower()] < len(by_place)]
+    listed = sorted(titles)
+    places = [_PLACES[m[1].lower()] for m in _ORDINAL.finditer(question)]
+    named = [listed[p] for p in places if p < len(listed) and listed]
     for source, title in titles.items():
         stem = PurePath(source).stem.lower()
         title_text = " ".join(title.lower().split())
