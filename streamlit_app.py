@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rag.answer import stream_answer
+from rag.chat_view import draw_chat
 from rag.conversations import ConversationStore
 from rag.errors import RagError
 from rag.settings import load_settings
-from rag.ui import (ViewOptions, choose_filters, choose_llm, current_conversation, draw_answer, draw_conversations, draw_corpus,
-                    draw_feedback, draw_upload, error_box, escape_md, get_engine, keep_answer, new_conversation, reindex,
-                    stream_escaped)
+from rag.ui import (ViewOptions, choose_filters, choose_llm, current_conversation, draw_conversations, draw_corpus, draw_upload,
+                    error_box, escape_md, get_engine, new_conversation, reindex)
 
 st.set_page_config(page_title="Ask the documents", page_icon="📚", layout="wide")
 
@@ -62,32 +61,4 @@ if not conversation.messages and not question:
     st.info("Ask a question about the documents. Every answer cites the passages it rests on; "
             "when the documents do not hold the answer, the bot says so.")
 
-for i, message in enumerate(conversation.messages):
-    with st.chat_message(message.role):
-        if message.answer is not None:
-            draw_answer(message.answer, str(i), options)
-            draw_feedback(engine, message.answer, conversation.history()[: max(i - 1, 0)], message.id, conversation.id)
-        else:
-            st.markdown(escape_md(message.content))
-
-if question:
-    history = conversation.history()
-    with st.chat_message("user"):
-        st.markdown(escape_md(question))
-    with st.chat_message("assistant"):
-        placeholder = st.empty()
-        try:
-            stream = stream_answer(engine, question, history, top_k=top_k, filters=filters)
-            with placeholder.container():
-                st.write_stream(stream_escaped(iter(stream)))
-            answer = stream.answer
-        except Exception as exc:  # shown as st.error; the chat history stays
-            placeholder.empty()
-            error_box(exc, "The question was not answered; the conversation is kept. Try again.")
-            answer = None
-        if answer is not None:
-            reply = keep_answer(conversations, conversation, question, answer)
-            placeholder.empty()
-            with placeholder.container():
-                draw_answer(answer, str(len(conversation.messages) - 1), options)
-                draw_feedback(engine, answer, history, reply.id, conversation.id)
+draw_chat(engine, conversations, conversation, question, options, filters)

@@ -162,6 +162,7 @@ class AnswerStream:
         self.cut_off = False  # the last generation ended at its output limit
         self.support_check = ""
         self.intent = Intent(Kind.LOOKUP)
+        self.drafted = False  # the model's text is all written; the check runs (a door that stops here says so)
 
     def __iter__(self) -> Iterator[str]:
         if self.engine.index.count() == 0:
@@ -184,6 +185,7 @@ class AnswerStream:
         for delta in self._generate_parts(standalone, retrieval):
             draft += delta
             yield delta
+        self.drafted = True
         self.answer = self._finish(standalone, retrieval.passages, self._kept_parts(draft, retrieval.parts))
 
     @property

@@ -223,7 +223,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    """A terminal chat, kept like the app's (rag.conversations): --resume ID continues one, --list shows them."""
+    """A terminal chat, kept like the app's (rag.conversations): --resume ID continues one, --list shows them.
+    Each question is kept when it is asked; Ctrl-C stops the answer being written (kept, marked
+    interrupted) and the chat goes on; Ctrl-C at the prompt, /quit or Ctrl-D leaves."""
     from rag.conversations import Conversation, ConversationStore
 
     settings = _settings(args)
@@ -236,11 +238,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     engine = _engine(settings, warm=True)
     if conversation.messages:
         print(f"Resuming “{conversation.title}” ({len(conversation.messages) // 2} questions so far).")
-    print("Ask about the documents. /new starts over, /quit (or Ctrl-D) leaves.")
+    print("Ask about the documents. /new starts over, /quit (or Ctrl-D) leaves; Ctrl-C stops an answer.")
     while True:
         try:
             question = input("\nyou> ").strip()
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):
             print()
             break
         if question in ("/quit", "/exit"):
@@ -249,20 +251,32 @@ def cmd_chat(args: argparse.Namespace) -> int:
             conversation = Conversation()
             print("(new conversation)")
             continue
-        if not question:
-            continue
-        print("bot> ", end="", flush=True)
-        try:
-            answer = _stream(engine, question, conversation.history(), show=True, filters=_filters(args))
-        except RagError as exc:
-            print(f"\nError: {exc}")
-            continue
-        print_answer(answer)
-        conversation.add(question, answer)
-        store.save(conversation)
+        if question:
+            _chat_turn(engine, store, conversation, question, _filters(args))
     if conversation.messages:
         print(f"Kept as {conversation.id}: `rag chat --resume {conversation.id}` continues it.")
     return 0
+
+
+def _chat_turn(engine, store, conversation, question: str, filters) -> None:  # noqa: ANN001
+    """One question of `rag chat`, streamed and kept whatever ends it."""
+    from rag.answer import stream_answer
+    from rag.conversations import Exchange
+
+    print("bot> ", end="", flush=True)
+    exchange = Exchange.ask(store, conversation, question, cause=lambda exc: "Ctrl-C")
+    try:
+        with exchange:
+            for delta in exchange.follow(stream_answer(engine, exchange.question, exchange.history, filters=filters)):
+                print(delta, end="", flush=True)
+    except KeyboardInterrupt:
+        print(f"\n({exchange.reply.note or 'Interrupted.'})")
+        return
+    reply = exchange.reply
+    if reply.answer is not None:
+        print_answer(reply.answer)
+    else:
+        print(f"\nError: {reply.error}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -27,3 +27,8 @@ class QuestionError(RagError):
 
 class ModelCrashed(BackendError):
     """The local model's process died (a native crash or a kill); it is restarted, the session goes on."""
+
+
+def describe(exc: BaseException) -> str:
+    """What a door shows for an error: our errors' own message, or what kind of unexpected one it was."""
+    return str(exc) if isinstance(exc, RagError) else f"Unexpected error: {type(exc).__name__}: {exc}"

@@ -23,10 +23,10 @@ from rag.citations import is_lead_in
 from rag.backends import build_embedding, build_llm
 from rag.corpus import SUPPORTED_EXTENSIONS, read_source
 from rag.engine import Engine, build_engine
-from rag.errors import RagError
+from rag.errors import RagError, describe
 from rag.retrieve import Filters
 from rag.uploads import OnConflict, Upload, add_documents, remove_document
-from rag.conversations import Conversation, ConversationStore, Message, to_json, to_markdown
+from rag.conversations import Conversation, ConversationStore, to_json, to_markdown
 from rag.feedback import Feedback, Problem, give
 from rag.schema import Answer, Citation, Passage, Turn
 from rag.settings import EmbeddingSettings, Settings, load_settings
@@ -163,27 +163,20 @@ def current_conversation(store: ConversationStore) -> Conversation:
     found = store.load(wanted) if wanted else None
     if wanted and found is None:
         st.warning(escape_md(f"Conversation {wanted} is not kept here (deleted, or another index): a new one starts."), icon="🗨️")
-    return new_conversation() if found is None else _hold(found)
+    return new_conversation() if found is None else hold(found)
 
 
 def new_conversation() -> Conversation:
     st.query_params.pop("c", None)
-    return _hold(Conversation())
+    return hold(Conversation())
 
 
-def _hold(conversation: Conversation) -> Conversation:
+def hold(conversation: Conversation) -> Conversation:
+    """The tab's conversation from now on, named in the URL once it has a message."""
     st.session_state.conversation = conversation
     if conversation.messages:
         st.query_params["c"] = conversation.id
     return conversation
-
-
-def keep_answer(store: ConversationStore, conversation: Conversation, question: str, answer: Answer) -> Message:
-    """Add the question and answer to the conversation and store it; the URL names it from now on."""
-    reply = conversation.add(question, answer)
-    store.save(conversation)
-    st.query_params["c"] = conversation.id
-    return reply
 
 
 def draw_conversations(store: ConversationStore, current: Conversation) -> None:
@@ -191,12 +184,12 @@ def draw_conversations(store: ConversationStore, current: Conversation) -> None:
     st.subheader("Conversations")
     kept = store.list()
     if not kept:
-        st.caption("None yet: each chat is kept from its first answer.")
+        st.caption("None yet: each chat is kept from its first question.")
     for conv in kept[:50]:
         name, rename, delete = st.columns([6, 1, 1], vertical_alignment="center")
         marker = "▸ " if conv.id == current.id else ""
         if name.button(escape_md(marker + conv.title), key=f"open-{conv.id}", use_container_width=True, type="tertiary"):
-            _hold(store.get(conv.id))
+            hold(store.get(conv.id))
             st.rerun()
         if rename.button("✏️", key=f"rename-{conv.id}", help="Rename"):
             st.session_state.renaming = conv.id
@@ -212,7 +205,7 @@ def draw_conversations(store: ConversationStore, current: Conversation) -> None:
                 guarded(lambda: store.rename(renaming, title))
                 st.session_state.renaming = None
                 if renaming == current.id:
-                    _hold(store.get(renaming))
+                    hold(store.get(renaming))
                 st.rerun()
     if current.messages:
         stem = re.sub(r"[^\w-]+", "-", current.title).strip("-")[:40] or "conversation"
@@ -424,8 +417,7 @@ def reindex(engine: Engine) -> None:
 
 
 def error_box(exc: Exception, hint: str = "") -> None:
-    message = str(exc) if isinstance(exc, RagError) else f"Unexpected error: {type(exc).__name__}: {exc}"
-    st.error(escape_md(message + (f"\n\n{hint}" if hint else "")))
+    st.error(escape_md(describe(exc) + (f"\n\n{hint}" if hint else "")))
 
 
 def guarded(fn: Callable[[], object], hint: str = "") -> object | None:
