@@ -21,12 +21,14 @@ from rag.retrieve import Filters
 from rag.ui import ViewOptions, draw_answer, draw_feedback, escape_md, hold, stream_escaped
 
 WAITING = "⏳ This answer is still being written (the page was reloaded, or the conversation is open in another tab); it appears here when it is done."
+SETTLE_WAIT_S = 10.0  # an earlier run's check takes 1-3 s on the embedded model (5 s for a long broad answer)
 STOPPED = "This answer was not finished: the app stopped while it was being written. It was not checked, so none of it has a ✅."
 
 
 def draw_chat(engine: Engine, store: ConversationStore, conversation: Conversation, question: str | None,
               options: ViewOptions, filters: Filters) -> None:
     """Every message of the conversation; a new question (or an "Answer again") is answered in its place."""
+    conversation = _settled(store, conversation)
     exchange = _open_exchange(store, conversation, question)
     slot = None
     with exchange or contextlib.nullcontext():
@@ -47,6 +49,16 @@ def draw_chat(engine: Engine, store: ConversationStore, conversation: Conversati
             draw_message(engine, store, conversation, conversation.messages.index(exchange.reply), options)
 
 
+def _settled(store: ConversationStore, conversation: Conversation) -> Conversation:
+    """The conversation once the replies an earlier run is still settling are stored. Streamlit starts
+    the next run as soon as the next question comes and stops the earlier one at its next drawing
+    call: after the check it was running (it is then kept whole) or at its next token."""
+    running = [m.id for m in conversation.messages if m.status == "pending" and Exchange.running(m.id)]
+    if not running or not all(Exchange.wait(reply_id, SETTLE_WAIT_S) for reply_id in running):
+        return conversation  # none, or still writing after the wait: shown ⏳ until stored (_await_reply)
+    return hold(store.get(conversation.id))
+
+
 def _open_exchange(store: ConversationStore, conversation: Conversation, question: str | None) -> Exchange | None:
     """The question just asked, or the reply whose "Answer again" was clicked; stored before any drawing."""
     again = st.session_state.pop("answer_again", None)
@@ -59,10 +71,8 @@ def _open_exchange(store: ConversationStore, conversation: Conversation, questio
 
 def _cause(exc: BaseException) -> str:
     """What stopped the script, in the person's words."""
-    if isinstance(exc, RerunException):
-        return "your next question or click"
-    if isinstance(exc, StopException):
-        return "the page being closed, reloaded or stopped"
+    if isinstance(exc, (RerunException, StopException)):  # a fast rerun stops the earlier run: the same exception
+        return "your next question, a click or a reload"
     return "the app stopping"
 
 

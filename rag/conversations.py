@@ -196,7 +196,7 @@ class Exchange:
     what stopped it ("your next question").
     """
 
-    _in_flight: set[str] = set()  # replies being answered in this process (a reloaded tab waits for them)
+    _in_flight: dict[str, threading.Event] = {}  # replies being answered in this process, set when settled
     _lock = threading.Lock()
 
     def __init__(self, store: ConversationStore, conversation: Conversation, reply: Message,
@@ -228,6 +228,13 @@ class Exchange:
         with cls._lock:
             return reply_id in cls._in_flight
 
+    @classmethod
+    def wait(cls, reply_id: str, timeout: float) -> bool:
+        """Wait for a reply another thread of this process is settling; true when it is settled."""
+        with cls._lock:
+            done = cls._in_flight.get(reply_id)
+        return done is None or done.wait(timeout)
+
     def follow(self, answering: AnswerStream) -> Iterator[str]:
         """The answer's deltas as they come, each kept (the text an interruption keeps)."""
         self.answering = answering
@@ -238,7 +245,7 @@ class Exchange:
 
     def __enter__(self) -> Exchange:
         with self._lock:
-            self._in_flight.add(self.reply.id)
+            self._in_flight[self.reply.id] = threading.Event()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
@@ -254,7 +261,9 @@ class Exchange:
             log.exception("could not keep the interrupted reply %s", self.reply.id)  # the stop goes on
         finally:
             with self._lock:
-                self._in_flight.discard(self.reply.id)
+                done = self._in_flight.pop(self.reply.id, None)
+            if done is not None:
+                done.set()
         return failed and self.reply.status == "failed"
 
     def _settle(self, exc: BaseException | None) -> None:

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,12 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.llm]
 def app_url(tmp_path):
     for url, _ in _serve(tmp_path, ROOT / "seeds"):
         yield url
-
-
-@pytest.fixture
-def app_process(tmp_path):
-    """The app's URL and its server process (whose model worker a test may kill)."""
-    yield from _serve(tmp_path, ROOT / "seeds")
 
 
 @pytest.fixture
@@ -182,6 +175,7 @@ def test_the_next_question_typed_as_the_answer_appears_keeps_both_exchanges(app_
         page.screenshot(path=str(ARTIFACTS / "next-question.png"))
 
         def both_exchanges() -> None:
+            expect(messages.nth(1)).to_contain_text("transport", timeout=30_000)
             texts = [messages.nth(i).inner_text() for i in range(4)]
             assert UNBLOCK in texts[0] and "transport" in texts[1], texts
             assert MEET in texts[2] and "Sources" in texts[3], texts
@@ -193,48 +187,3 @@ def test_the_next_question_typed_as_the_answer_appears_keeps_both_exchanges(app_
         both_exchanges()
         browser.close()
 
-
-def _worker_of(server: subprocess.Popen) -> int:
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-            if int(fields["PPid"]) == server.pid and b"rag.worker" in (status.parent / "cmdline").read_bytes():
-                return int(fields["Pid"])
-        except (OSError, KeyError, ValueError):
-            continue
-    raise AssertionError("no model worker process under the app")
-
-
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
-def test_a_model_killed_while_an_answer_is_checked_keeps_the_exchange_and_the_next_is_answered(app_process):
-    from playwright.sync_api import expect, sync_playwright
-
-    url, server = app_process
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        page.get_by_placeholder("Ask about the documents…").wait_for(timeout=240_000)
-        _ask(page, UNBLOCK)
-        messages = page.locator(MESSAGES)
-        expect(messages.nth(1)).to_contain_text("transport", timeout=120_000)
-        last, deadline = "", time.monotonic() + 60
-        while time.monotonic() < deadline:  # the text stops growing: written, now being checked
-            page.wait_for_timeout(400)
-            now = messages.nth(1).inner_text()
-            if now == last:
-                break
-            last = now
-        assert "Sources" not in last, "the answer was checked before the model could be killed"
-        os.kill(_worker_of(server), signal.SIGKILL)
-        expect(messages.nth(1)).to_contain_text("The local model stopped unexpectedly", timeout=60_000)
-        assert UNBLOCK in messages.nth(0).inner_text() and "Answer again" in messages.nth(1).inner_text()
-        page.screenshot(path=str(ARTIFACTS / "model-killed.png"))
-        _ask(page, MEET)
-        expect(messages).to_have_count(4, timeout=120_000)
-        expect(messages.nth(3).get_by_text("Sources")).to_be_visible(timeout=180_000)
-        page.reload()
-        expect(messages).to_have_count(4, timeout=120_000)
-        assert "The local model stopped unexpectedly" in messages.nth(1).inner_text()
-        browser.close()
