@@ -23,8 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.llm]
 
 @pytest.fixture
 def app_url(tmp_path):
-    for url, _ in _serve(tmp_path, ROOT / "seeds"):
-        yield url
+    yield from _serve(tmp_path, ROOT / "seeds")
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def own_corpus_app(tmp_path):
     """The app over a copy of the seeds, which the test may add to."""
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "seeds", corpus)
-    for url, _ in _serve(tmp_path, corpus):
+    for url in _serve(tmp_path, corpus):
         yield url, tmp_path
 
 
@@ -53,7 +52,7 @@ def _serve(tmp_path: Path, corpus: Path):
             break
         except OSError:
             time.sleep(0.5)
-    yield url, proc
+    yield url
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
