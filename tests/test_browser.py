@@ -1,5 +1,6 @@
 """End to end in a real browser: Debian Chromium driven by Playwright against `streamlit run`."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -58,18 +59,28 @@ def _serve(tmp_path: Path, corpus: Path):
     log.close()
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
-def test_chat_answers_with_a_highlighted_verified_snippet(app_url):
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def _open_app(url: str, **context):  # noqa: ANN003, ANN202
+    """Chromium on the app's page, once its question box is there (a first start loads the model and index)."""
+    from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        started = time.perf_counter()
-        page.goto(app_url)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, **context)
+        page.goto(url)
+        page.get_by_placeholder("Ask about the documents…").wait_for(timeout=240_000)
+        yield page
+        browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
+def test_chat_answers_with_a_highlighted_verified_snippet(app_url):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    with _open_app(app_url) as page:
         box = page.get_by_placeholder("Ask about the documents…")
-        box.wait_for(timeout=240_000)  # first start: model and index load behind a spinner
         box.fill("What did Pashinyan say Armenia was ready to unblock?")
         box.press("Enter")
         answer = page.locator('[data-testid="stChatMessage"]').nth(1)
@@ -91,7 +102,6 @@ def test_chat_answers_with_a_highlighted_verified_snippet(app_url):
         assert "to unblock all the transport links" in in_document.inner_text()
         in_document.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "document.png"))
-        browser.close()
 
 
 OBSERVATORY = "# The Zorvath observatory\n\nThe Zorvath observatory on Mount Kellan opened in 1987 and holds a 4.2 metre mirror.\n"
@@ -100,17 +110,13 @@ OBSERVATORY = "# The Zorvath observatory\n\nThe Zorvath observatory on Mount Kel
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
 def test_upload_answer_thumbs_down_reload_export_then_the_case_runs_in_eval(own_corpus_app):
     """The loop from the chat to the test set, as a user walks it."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, tmp_path = own_corpus_app
     new_doc = tmp_path / "observatory.md"
     new_doc.write_text(OBSERVATORY, encoding="utf-8")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-        page.goto(url)
+    with _open_app(url, accept_downloads=True) as page:
         box = page.get_by_placeholder("Ask about the documents…")
-        box.wait_for(timeout=240_000)
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(new_doc))
         page.get_by_role("button", name="Add 1 file to the corpus").click()
         expect(page.get_by_text("Added observatory.md")).to_be_visible(timeout=120_000)
@@ -132,7 +138,6 @@ def test_upload_answer_thumbs_down_reload_export_then_the_case_runs_in_eval(own_
         with page.expect_download() as download:
             page.get_by_role("button", name="Export as Markdown").click()
         markdown = Path(download.value.path()).read_text(encoding="utf-8")
-        browser.close()
     assert markdown.startswith("# When did the Zorvath observatory open?") and "1987" in markdown and "observatory.md" in markdown
     env = {**os.environ, "RAG_CHROMA_PATH": str(tmp_path / "index"), "RAG_CORPUS_PATH": str(tmp_path / "corpus")}
     cases = tmp_path / "feedback.yaml"
@@ -157,14 +162,10 @@ def _ask(page, question: str) -> None:  # noqa: ANN001
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
 def test_the_next_question_typed_as_the_answer_appears_keeps_both_exchanges(app_url):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(app_url)
-        page.get_by_placeholder("Ask about the documents…").wait_for(timeout=240_000)
+    with _open_app(app_url) as page:
         _ask(page, UNBLOCK)
         messages = page.locator(MESSAGES)
         expect(messages.nth(1)).to_contain_text("transport", timeout=120_000)  # the answer's text is streaming
@@ -184,5 +185,4 @@ def test_the_next_question_typed_as_the_answer_appears_keeps_both_exchanges(app_
         expect(messages.nth(3).get_by_text("Sources")).to_be_visible(timeout=120_000)
         expect(messages).to_have_count(4)
         both_exchanges()
-        browser.close()
 
