@@ -64,13 +64,11 @@ def _open_app(url: str, **context):  # noqa: ANN003, ANN202
     """Chromium on the app's page, once its question box is there (a first start loads the model and index)."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    with sync_playwright() as pw, pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS) as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000}, **context)
         page.goto(url)
         page.get_by_placeholder("Ask about the documents…").wait_for(timeout=240_000)
         yield page
-        browser.close()
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
@@ -80,9 +78,7 @@ def test_chat_answers_with_a_highlighted_verified_snippet(app_url):
     ARTIFACTS.mkdir(exist_ok=True)
     started = time.perf_counter()
     with _open_app(app_url) as page:
-        box = page.get_by_placeholder("Ask about the documents…")
-        box.fill("What did Pashinyan say Armenia was ready to unblock?")
-        box.press("Enter")
+        _ask(page, "What did Pashinyan say Armenia was ready to unblock?")
         answer = page.locator('[data-testid="stChatMessage"]').nth(1)
         expect(answer.get_by_text("Sources")).to_be_visible(timeout=120_000)
         print(f"launch to first answer: {time.perf_counter() - started:.1f} s")
