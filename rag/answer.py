@@ -9,6 +9,7 @@ condense prompt, ChatMessage, the LLM's stream_chat).
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 import unicodedata
@@ -53,6 +54,8 @@ SYSTEM_PROMPT = (
 )
 
 NO_QUESTION = "Please ask a question in words about the documents."
+
+log = logging.getLogger(__name__)
 
 
 def clean_question(question: str, limit: int) -> tuple[str, list[str]]:
@@ -215,6 +218,7 @@ class AnswerStream:
         else:
             retrieval = self.engine.retriever.retrieve(question, self.top_k, self.filters)
         self.timings.retrieve_s = round(time.perf_counter() - t0, 3)
+        log.info("retrieved %d passages (best score %.2f) for %r", len(retrieval.passages), retrieval.best_score, question)
         return retrieval
 
     def _generate_parts(self, question: str, retrieval: Retrieval) -> Iterator[str]:
@@ -336,6 +340,7 @@ class AnswerStream:
         judge_fn, self.support_check = self.engine.support_judge
         t0 = time.perf_counter()
         cfg = self.engine.settings.answer
+        log.info("checking %d sentences (%s)", len(attribution.sentences), self.support_check)
         try:
             with self.engine.generation_lock if judge_fn is not None else contextlib.nullcontext():
                 checks = _call(lambda: check_sentences(attribution.sentences, question, judge_fn, cfg.support_threshold, SYSTEM_PROMPT,
@@ -351,6 +356,7 @@ class AnswerStream:
 
     def _result(self, question: str, *, answer: str, refused: bool, passages: list[Passage], citations=None, reason=None, draft=None) -> Answer:  # noqa: ANN001
         self.timings.total_s = round(time.perf_counter() - self.started, 3)
+        log.info("%s in %.1f s%s", "refused" if refused else "answered", self.timings.total_s, f" ({reason})" if reason else "")
         return Answer(
             question=self.question,
             answer=answer,

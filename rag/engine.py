@@ -6,6 +6,7 @@ get the same pipeline. Tests pass their own LLM or embedder instead of patching.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -91,6 +92,7 @@ def build_engine(
     judge: Judge | None = None,
 ) -> Engine:
     """Open the index (ingesting the corpus when the index is empty) and prepare the LLM."""
+    logging.getLogger("rag").setLevel(settings.log_level)
     embedder = embed_model or build_embedding(settings.embed)
     index = open_index(settings, embedder, embed_label(settings.embed))
     index.check_embedding()

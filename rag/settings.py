@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     eval: EvalSettings = EvalSettings()
     server: ServerSettings = ServerSettings()
     cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Where joined model files are kept (outside the repo).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="Least level of the rag.* log lines on stderr; INFO traces each answer's stages (retrieved, drafted, checked)."
+    )
 
     @model_validator(mode="after")
     def _prompt_fits_the_window(self) -> Settings:

@@ -103,3 +103,22 @@ def test_a_yes_no_question_asks_for_yes_or_no_after_the_question_only(question, 
     assert messages[0].content == build_messages("Who?", [])[0].content  # the cached system prompt never changes
     assert messages[1].content.endswith(YES_NO_HINT) is hinted
     assert f"Question: {question}" in messages[1].content
+
+
+def test_log_level_info_traces_each_answers_stages_and_the_default_stays_quiet(make_settings, embedder, caplog):
+    """An operator (or a test acting mid-answer) sets RAG_LOG_LEVEL=INFO to see retrieval, the check and the outcome."""
+    import logging
+
+    from rag.engine import build_engine
+
+    caplog.handler.setLevel(logging.NOTSET)  # record whatever the rag loggers let through
+    quiet = build_engine(make_settings(), embed_model=embedder)
+    ask(quiet, "Who will meet in Moscow next week, according to Putin?")
+    assert not [r for r in caplog.records if r.name == "rag.answer"]
+    traced = build_engine(make_settings().model_copy(update={"log_level": "INFO"}), embed_model=embedder)
+    try:
+        ask(traced, "Who will meet in Moscow next week, according to Putin?")
+        lines = [r.getMessage() for r in caplog.records if r.name == "rag.answer"]
+        assert [line.split()[0] for line in lines] == ["retrieved", "checking", "answered"], lines
+    finally:
+        logging.getLogger("rag").setLevel(logging.WARNING)

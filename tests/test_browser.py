@@ -3,6 +3,7 @@
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.llm]
 
 @pytest.fixture
 def app_url(tmp_path):
-    yield from _serve(tmp_path, ROOT / "seeds")
+    for url, _ in _serve(tmp_path, ROOT / "seeds"):
+        yield url
+
+
+@pytest.fixture
+def traced_app(tmp_path):
+    """The app with each answer's stages logged (RAG_LOG_LEVEL=INFO): its URL, process and log, for a test that acts mid-answer."""
+    for url, proc in _serve(tmp_path, ROOT / "seeds", RAG_LOG_LEVEL="INFO"):
+        yield url, proc, tmp_path / "streamlit.log"
 
 
 @pytest.fixture
@@ -32,13 +41,13 @@ def own_corpus_app(tmp_path):
     """The app over a copy of the seeds, which the test may add to."""
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "seeds", corpus)
-    for url in _serve(tmp_path, corpus):
+    for url, _ in _serve(tmp_path, corpus):
         yield url, tmp_path
 
 
-def _serve(tmp_path: Path, corpus: Path):
+def _serve(tmp_path: Path, corpus: Path, **extra_env: str):
     port = free_port()
-    env = {**os.environ, "RAG_CHROMA_PATH": str(tmp_path / "index"), "RAG_CORPUS_PATH": str(corpus)}
+    env = {**os.environ, "RAG_CHROMA_PATH": str(tmp_path / "index"), "RAG_CORPUS_PATH": str(corpus), **extra_env}
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
@@ -53,7 +62,7 @@ def _serve(tmp_path: Path, corpus: Path):
             break
         except OSError:
             time.sleep(0.5)
-    yield url
+    yield url, proc
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
@@ -182,3 +191,55 @@ def test_the_next_question_typed_as_the_answer_appears_keeps_both_exchanges(app_
         expect(messages).to_have_count(4)
         both_exchanges()
 
+
+
+def _worker_pid(parent: int) -> int:
+    """The model worker: the child of the app's process whose command line runs rag.worker."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
+            if ppid == parent and b"rag.worker" in (status.parent / "cmdline").read_bytes():
+                return int(status.parent.name)
+    raise AssertionError(f"no rag.worker child of process {parent}")
+
+
+def _wait_for_line(log: Path, text: str, after: int, timeout_s: float = 120) -> None:
+    """Poll the app's log (past byte `after`) until a line holds `text`; 20 ms apart, so the test acts within the stage."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if text in log.read_text(encoding="utf-8", errors="replace")[after:]:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{text!r} never appeared in {log}")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by `make test`")
+def test_a_model_killed_while_an_answer_is_checked_keeps_the_exchange_and_the_next_question_is_answered(traced_app):
+    from playwright.sync_api import expect
+
+    url, proc, log = traced_app
+    ARTIFACTS.mkdir(exist_ok=True)
+    with _open_app(url) as page:
+        messages = page.locator(MESSAGES)
+        mark = log.stat().st_size
+        _ask(page, UNBLOCK)
+        _wait_for_line(log, "rag.answer: checking", mark)  # the draft is written; the judge (the model) runs
+        os.kill(_worker_pid(proc.pid), signal.SIGKILL)
+        failed = messages.nth(1)
+        expect(failed).to_contain_text("The local model stopped unexpectedly", timeout=60_000)
+        expect(failed.get_by_role("button", name="Answer again")).to_be_visible()
+        assert UNBLOCK in messages.nth(0).inner_text() and "✅" not in failed.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "model-killed.png"))
+        _ask(page, MEET)
+        expect(messages).to_have_count(4, timeout=120_000)
+        expect(messages.nth(3).get_by_text("Sources")).to_be_visible(timeout=240_000)  # the model is restarted first
+        page.reload()
+        expect(messages.nth(3).get_by_text("Sources")).to_be_visible(timeout=120_000)
+        expect(messages).to_have_count(4)
+        assert UNBLOCK in messages.nth(0).inner_text() and "The local model stopped unexpectedly" in messages.nth(1).inner_text()
+        assert MEET in messages.nth(2).inner_text()
+        messages.nth(1).get_by_role("button", name="Answer again").click()  # generation and check, in its place
+        expect(messages.nth(1).get_by_text("Sources")).to_be_visible(timeout=120_000)
+        expect(messages.nth(1)).not_to_contain_text("stopped unexpectedly")
+        expect(messages).to_have_count(4)
+        assert "transport links" in messages.nth(1).inner_text() and "✅" in messages.nth(1).inner_text()
