@@ -1,6 +1,7 @@
 """The cross-corpus benchmark: every corpus, lookups and broad questions, ours beside the LlamaIndex starter.
 
-    .venv/bin/python bench/cross_corpus.py [--corpora seeds,sqlite,gnuplot,git,man] [--limit N] [--no-starter] [--out reports/cross]
+    .venv/bin/python bench/cross_corpus.py [--corpora seeds,sqlite,gnuplot,git,man] [--limit N] [--starter all|lookups|none]
+                                           [--index-root ~/.cache/rag/bench-index] [--out reports/cross]
 
 Five corpora of different genres and formats: the seeds (news, in the repository), SQLite's
 HTML pages, gnuplot's 311-page PDF manual, Git's AsciiDoc guides and 48 section-7 manual
@@ -9,8 +10,8 @@ pages (the last four fetched from pinned Debian packages by eval/fetch_corpus.py
 corpora); the sets under eval/blind/ were written by helper agents that saw only the
 documents, before any change they measure (left-out corpora).
 
-Each corpus gets its own index under ~/.cache/rag/bench-index/ (kept between runs: a second
-run only checks it), one LLM and one embedder serve them all, and the support pairs'
+Each corpus gets its own index under --index-root (kept between runs: a second run only
+checks it; give two checkouts compared side by side their own root), one LLM and one embedder serve them all, and the support pairs'
 verifier measurement is skipped (`rag eval` has it). Prints one table: per corpus and kind,
 correct, false refusals, refusal accuracy, wrong-but-✅, key points, first token and total
 p50, with the starter's row under ours; writes each report as JSON under --out.
@@ -79,21 +80,21 @@ def row(bench: Bench, label: str, pipeline: str, summary: dict) -> list[str]:
     return [f"{bench.name}{'' if bench.tuned else ' (left out)'}", label, pipeline, str(summary["n"]), *cells]
 
 
-def run(bench: Bench, shared: dict, limit: int | None, starter: bool, out: Path) -> list[list[str]]:
+def run(bench: Bench, shared: dict, args: argparse.Namespace) -> list[list[str]]:
     fetch(bench)
-    overrides = {"corpus": {"path": str(bench.folder)}, "chroma": {"path": str(CACHE / "bench-index" / bench.name)},
+    overrides = {"corpus": {"path": str(bench.folder)}, "chroma": {"path": str(args.index_root / bench.name)},
                  "eval": {"support_pairs": None}}
     settings = load_settings(overrides=overrides)
     engine = build_engine(settings, llm=shared.get("llm"), embed_model=shared.get("embed"))
     engine.ingest()
     shared.setdefault("llm", engine.llm)
     shared.setdefault("embed", engine.embed_model)
-    rows, starter_fn = [], starter_answer_fn(engine) if starter else None
+    rows, starter_fn = [], starter_answer_fn(engine) if args.starter != "none" else None
     for label, name in zip(("lookups", "broad"), bench.sets):
-        cases: list[Case] = load_testset(ROOT / "eval" / name)[:limit]
+        cases: list[Case] = load_testset(ROOT / "eval" / name)[: args.limit]
         progress = lambda i, n, r: print(f"  {bench.name} {label} {i}/{n} {r.id}: {'pass' if r.passed else 'FAIL'}", file=sys.stderr)  # noqa: E731
         reports = {"rag": evaluate(engine, cases, progress)}
-        if starter_fn:
+        if starter_fn and (args.starter == "all" or label == "lookups"):
             reports["starter"] = run_cases(cases, starter_fn, engine.embed, progress)
         for pipeline, report in reports.items():
             (out / f"{bench.name}-{label}-{pipeline}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -111,7 +112,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default=",".join(BENCHES), help=f"comma-separated, of {', '.join(BENCHES)}")
     parser.add_argument("--limit", type=int, help="the first N cases of each set")
-    parser.add_argument("--no-starter", action="store_true", help="leave the LlamaIndex starter out (half the time)")
+    parser.add_argument("--starter", choices=("all", "lookups", "none"), default="all",
+                        help="which sets the LlamaIndex starter answers too (it doubles the time)")
+    parser.add_argument("--index-root", type=Path, default=CACHE / "bench-index", help="one index per corpus under it")
     parser.add_argument("--out", type=Path, default=Path("reports/cross"))
     args = parser.parse_args()
     names = [n.strip() for n in args.corpora.split(",") if n.strip()]
@@ -122,7 +125,7 @@ def main() -> int:
     shared: dict = {}
     rows = []
     for name in names:
-        rows += run(BENCHES[name], shared, args.limit, not args.no_starter, args.out)
+        rows += run(BENCHES[name], shared, args)
         print(table(rows), file=sys.stderr)  # the table so far, in case a later corpus fails
     print(table(rows))
     return 0

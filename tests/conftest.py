@@ -80,6 +80,15 @@ def label(settings: Settings) -> str:
     return embed_label(settings.embed)
 
 
+def worker_pid(parent: int) -> int:
+    """The model's worker: the child of process `parent` that runs rag.worker (a test kills it as a crash would)."""
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            if b"rag.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return int(pid)
+    raise AssertionError(f"no rag.worker child of process {parent}")
+
+
 def free_port() -> int:
     """A free TCP port on loopback, for servers the tests start."""
     import socket

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, worker_pid
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -193,15 +193,6 @@ def test_the_next_question_typed_as_the_answer_appears_keeps_both_exchanges(app_
 
 
 
-def _worker_pid(parent: int) -> int:
-    """The model worker: the child of the app's process whose command line runs rag.worker."""
-    for status in Path("/proc").glob("[0-9]*/status"):
-        with contextlib.suppress(OSError):
-            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
-            if ppid == parent and b"rag.worker" in (status.parent / "cmdline").read_bytes():
-                return int(status.parent.name)
-    raise AssertionError(f"no rag.worker child of process {parent}")
-
 
 def _wait_for_line(log: Path, text: str, after: int, timeout_s: float = 120) -> None:
     """Poll the app's log (past byte `after`) until a line holds `text`; 20 ms apart, so the test acts within the stage."""
@@ -224,7 +215,7 @@ def test_a_model_killed_while_an_answer_is_checked_keeps_the_exchange_and_the_ne
         mark = log.stat().st_size
         _ask(page, UNBLOCK)
         _wait_for_line(log, "rag.answer: checking", mark)  # the draft is written; the judge (the model) runs
-        os.kill(_worker_pid(proc.pid), signal.SIGKILL)
+        os.kill(worker_pid(proc.pid), signal.SIGKILL)
         failed = messages.nth(1)
         expect(failed).to_contain_text("The local model stopped unexpectedly", timeout=60_000)
         expect(failed.get_by_role("button", name="Answer again")).to_be_visible()

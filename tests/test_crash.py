@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import worker_pid
 from rag.answer import ask
 from rag.errors import ModelCrashed
 from rag.settings import load_settings
@@ -152,13 +153,6 @@ def _read_until(chars: queue.Queue, marker: str, timeout: float = 300) -> str:
     return text
 
 
-def _worker_pid(parent: int) -> int:
-    for task in Path(f"/proc/{parent}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            if b"rag.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return int(pid)
-    raise AssertionError("no model worker process")
-
 
 def test_rag_chat_survives_a_model_crash_mid_answer(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAG_CORPUS_PATH": str(Path(__file__).parent.parent / "seeds"),
@@ -175,7 +169,7 @@ def test_rag_chat_survives_a_model_crash_mid_answer(tmp_path):
         chat.stdin.flush()
         _read_until(chars, "bot> ")
         chars.get(timeout=120)  # the first token of the answer
-        os.kill(_worker_pid(chat.pid), signal.SIGSEGV)
+        os.kill(worker_pid(chat.pid), signal.SIGSEGV)
         assert f"Error: {MESSAGE.format(11)}" in _read_until(chars, "you> ")
         chat.stdin.write(QUESTION + "\n")
         chat.stdin.flush()
@@ -195,13 +189,15 @@ def test_rag_eval_records_a_crash_as_that_case_s_error_and_finishes(tmp_path):
         "- {id: crashed, question: 'Who will meet in Moscow next week, according to Putin?', reference_answer: deputy prime ministers, expected_keywords: [deputy]}\n"
         "- {id: after, question: 'What did Pashinyan say Armenia was ready to unblock?', reference_answer: transport links, expected_keywords: [transport]}\n"
     )
-    env = {**os.environ, "RAG_CORPUS_PATH": str(Path(__file__).parent.parent / "seeds"), "RAG_CHROMA_PATH": str(tmp_path / "index")}
+    env = {**os.environ, "RAG_CORPUS_PATH": str(Path(__file__).parent.parent / "seeds"), "RAG_CHROMA_PATH": str(tmp_path / "index"),
+           "RAG_LOG_LEVEL": "INFO"}  # each answer's stages on stderr: the kill lands in a known one
     run = subprocess.Popen([str(Path(sys.executable).parent / "rag"), "eval", "--testset", str(cases), "--json-out", str(tmp_path / "r.json")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
-        _read_until(_reader(run.stderr), "first: pass")
-        time.sleep(0.4)  # the second case is being answered now (prefill alone takes over a second)
-        os.kill(_worker_pid(run.pid), signal.SIGSEGV)
+        stderr = _reader(run.stderr)
+        _read_until(stderr, "first: pass")
+        _read_until(stderr, "rag.answer: checking")  # the second case's draft is written; the model judges it
+        os.kill(worker_pid(run.pid), signal.SIGSEGV)
         assert run.wait(timeout=300) == 0
     finally:
         run.kill()
