@@ -20,6 +20,7 @@ from llama_index.core import Document, SimpleDirectoryReader
 from llama_index.core.readers.base import BaseReader
 
 from rag.errors import CorpusError
+from rag.pdf import pdf_text
 
 TEXT_EXTENSIONS = (".txt", ".md", ".markdown", ".rst", ".text")
 HTML_EXTENSIONS = (".html", ".htm", ".xhtml")
@@ -325,10 +326,13 @@ def read_text_file(path: Path) -> tuple[str, CleanText]:
     return raw, cleaned
 
 
-def _extracted_reader(suffix: str) -> BaseReader:
-    from llama_index.readers.file import DocxReader, PDFReader
+def _extracted_text(path: Path) -> str:
+    """A PDF's content pages (rag.pdf: no title page, contents or running headers); a DOCX through LlamaIndex's DocxReader."""
+    if path.suffix.lower() == ".pdf":
+        return pdf_text(path)
+    from llama_index.readers.file import DocxReader
 
-    return PDFReader(return_full_document=True) if suffix == ".pdf" else DocxReader()
+    return "\n".join(d.text for d in DocxReader().load_data(path))
 
 
 class ExtractedTextReader(BaseReader):
@@ -366,10 +370,9 @@ def extract_text(path: Path) -> str:
 
 def _extract(path: Path) -> str:
     try:
-        docs = _extracted_reader(path.suffix.lower()).load_data(path)
+        text = _extracted_text(path)
     except Exception as exc:  # pypdf and docx2txt raise many kinds of errors on damaged files
         raise CorpusError(f"{path.name}: cannot extract text ({type(exc).__name__}: {exc}), skipped.") from exc
-    text = "\n".join(d.text for d in docs)
     if not text.strip():
         raise CorpusError(f"{path.name}: no extractable text (a scanned PDF?), skipped.")
     return text
