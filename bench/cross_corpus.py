@@ -97,7 +97,7 @@ def run(bench: Bench, shared: dict, args: argparse.Namespace) -> list[list[str]]
         if starter_fn and (args.starter == "all" or label == "lookups"):
             reports["starter"] = run_cases(cases, starter_fn, engine.embed, progress)
         for pipeline, report in reports.items():
-            (out / f"{bench.name}-{label}-{pipeline}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+            (args.out / f"{bench.name}-{label}-{pipeline}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
             rows.append(row(bench, label, pipeline, report["summary"]))
     return rows
 
