@@ -1,6 +1,6 @@
 """A PDF's text as its author wrote it: the pages of content, without the furniture printed on every page.
 
-pypdf (through LlamaIndex's PDFReader) gives each page's text with what the layout repeats:
+pypdf, which LlamaIndex's PDFReader wraps, gives each page's text (read here with pypdf itself, for the outline too) with what the layout repeats:
 "100 gnuplot 5.4" on top of every even page of gnuplot's manual and "gnuplot 5.4 101" on the
 odd ones, and, before the content, a title page and twenty pages of table of contents whose
 dot-leader lines ("Plot . . . . . 102") name every topic and so match every question. In small

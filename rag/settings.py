@@ -202,7 +202,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Where joined model files are kept (outside the repo).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "WARNING", description="Least level of the rag.* log lines on stderr; INFO traces each answer's stages (retrieved, drafted, checked)."
+        "WARNING", description="Least level of the rag.* log lines on stderr; INFO traces each answer's stages (retrieved, checking, answered or refused)."
     )
 
     @model_validator(mode="after")

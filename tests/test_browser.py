@@ -192,8 +192,6 @@ def test_the_next_question_typed_as_the_answer_appears_keeps_both_exchanges(app_
         both_exchanges()
 
 
-
-
 def _wait_for_line(log: Path, text: str, after: int, timeout_s: float = 120) -> None:
     """Poll the app's log (past byte `after`) until a line holds `text`; 20 ms apart, so the test acts within the stage."""
     deadline = time.time() + timeout_s

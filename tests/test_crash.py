@@ -153,7 +153,6 @@ def _read_until(chars: queue.Queue, marker: str, timeout: float = 300) -> str:
     return text
 
 
-
 def test_rag_chat_survives_a_model_crash_mid_answer(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAG_CORPUS_PATH": str(Path(__file__).parent.parent / "seeds"),
            "RAG_CHROMA_PATH": str(tmp_path / "index")}
