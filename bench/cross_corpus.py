@@ -14,7 +14,8 @@ Each corpus gets its own index under --index-root (kept between runs: a second r
 checks it; give two checkouts compared side by side their own root), one LLM and one embedder serve them all, and the support pairs'
 verifier measurement is skipped (`rag eval` has it). Prints one table: per corpus and kind,
 correct, false refusals, refusal accuracy, wrong-but-✅, key points, first token and total
-p50, with the starter's row under ours; writes each report as JSON under --out.
+p50, with the starter's row under ours; writes each report as JSON under --out (with every
+weighed draft's signals and label: bench/fit_decision.py fits decisions on them).
 """
 
 from __future__ import annotations

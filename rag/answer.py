@@ -40,9 +40,10 @@ from rag.engine import Engine
 from rag.grounding import Verdict, judge
 from rag.kinds import Intent, Kind, classify
 from rag.broad import broad_context
+from rag.decision import measure, withheld
 from rag.errors import BackendError, CorpusError, QuestionError
 from rag.retrieve import Filters, Part, Retrieval
-from rag.schema import Answer, Grounding, Passage, RetrievedRef, SentenceCheck, Timings, Turn
+from rag.schema import Answer, Grounding, Passage, RetrievedRef, SentenceCheck, Signals, Timings, Turn
 from rag.verify import NoLogprobs, check_sentences
 from rag.worker import LocalModel
 
@@ -165,6 +166,7 @@ class AnswerStream:
         self.cut_off = False  # the last generation ended at its output limit
         self.support_check = ""
         self.intent = Intent(Kind.LOOKUP)
+        self.signals: Signals | None = None
         self.drafted = False  # the model's text is all written; the check runs (a door that stops here says so)
 
     def __iter__(self) -> Iterator[str]:
@@ -189,7 +191,7 @@ class AnswerStream:
             draft += delta
             yield delta
         self.drafted = True
-        self.answer = self._finish(standalone, retrieval.passages, self._kept_parts(draft, retrieval.parts))
+        self.answer = self._finish(standalone, retrieval, self._kept_parts(draft, retrieval.parts))
 
     @property
     def _where(self) -> str:
@@ -287,7 +289,8 @@ class AnswerStream:
         if ended == "":
             raise BackendError(f"{self._where} stopped sending mid-answer (no end-of-answer marker): the answer was cut off. Ask again.")
 
-    def _finish(self, question: str, passages: list[Passage], draft: str) -> Answer:
+    def _finish(self, question: str, retrieval: Retrieval, draft: str) -> Answer:
+        passages = retrieval.passages
         text, self.model_markers = strip_markers(draft)
         if (opens_with_refusal if self.intent.kind.broad else is_refusal)(text):
             return self._refusal(question, passages, REFUSAL, "the model found no answer in the passages", draft)
@@ -296,7 +299,7 @@ class AnswerStream:
         attribution = attribute(text, question, passages, self.engine.embed, cfg.min_support)
         # a broad question's subject is its topic: "summarize", "three bullet points" are no facts to find
         subject = self.intent.topic if self.intent.kind.broad else question
-        verdict = judge(attribution, subject, passages, self.engine.embed, cfg.min_synonym_similarity, cfg.max_uncovered_share)
+        verdict = judge(attribution, subject, passages, self.engine.embed, cfg.min_synonym_similarity)
         self.grounding = _grounding(attribution, verdict)
         if not verdict.grounded:
             self.timings.cite_s = round(time.perf_counter() - t0, 3)
@@ -304,9 +307,9 @@ class AnswerStream:
         reader = cached_source_reader(self.engine.settings.corpus.path)
         self.checks = self._check(question, attribution, reader)
         self.timings.cite_s = round(time.perf_counter() - t0, 3)
-        if not any(c.supported for c in self.checks):
-            why = "; ".join(dict.fromkeys(c.reason for c in self.checks if c.reason))
-            return self._refusal(question, passages, REFUSAL, f"the passages do not state what the draft says ({why})", draft)
+        self.signals = measure(retrieval.best_score, attribution, verdict, self.checks, self.intent.kind.broad)
+        if why := withheld(self.signals, verdict, self.checks, cfg.max_uncovered_share):
+            return self._refusal(question, passages, REFUSAL, why, draft)
         if self.intent.kind.broad:
             text = self._in_documents_words(text, attribution)
         citations = make_citations(attribution.sentences, [c.supported for c in self.checks], reader)
@@ -372,6 +375,7 @@ class AnswerStream:
             draft=draft,
             notices=self.notices,
             grounding=self.grounding,
+            signals=self.signals,
             dropped_citations=self.dropped,
             left_out=self.left_out,
             prompt_tokens=self.prompt_tokens,

@@ -140,6 +140,8 @@ class CaseResult(BaseModel):
     key_points_missing: list[str] = Field(default_factory=list)
     key_point_coverage: float | None = None
     all_supported: bool | None = None  # shown, and every sentence ✅
+    signals: dict | None = None  # what the answer decision weighed (rag.decision), when a draft was weighed
+    draft_right: bool | None = None  # that draft, shown or withheld, answers the case: the label bench/fit_decision.py fits on
     stale: list[str] = Field(default_factory=list, description="Documents the case rests on that changed since it was written.")
 
 
@@ -173,18 +175,19 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
         left_out=answer.left_out,
         support_check=answer.support_check,
         standalone_question=answer.standalone_question,
+        signals=answer.signals.model_dump() if answer.signals else None,
     )
     result.kind, result.kind_found = case.kind.value, answer.kind
     result.all_supported = not answer.refused and bool(answer.sentences) and all(c.supported for c in answer.sentences)
     cited = {c.source for c in answer.citations}
     result.cited_sources_total = len(cited)
+    if answer.signals is not None:
+        result.draft_right = case.answerable and _answers(case, answer.draft or answer.answer)[2]
     if case.answerable:
-        result.keywords_missing = [k for k in case.expected_keywords if not keyword_found(answer.answer, k)]
-        result.correct = not answer.refused and not result.keywords_missing
+        result.keywords_missing, result.key_points_missing, right = _answers(case, answer.answer)
+        result.correct = not answer.refused and right
         if case.key_points:
-            result.key_points_missing = [k for k in case.key_points if not keyword_found(answer.answer, k)]
             result.key_point_coverage = round(1 - len(result.key_points_missing) / len(case.key_points), 4)
-            result.correct = result.correct and result.key_point_coverage >= KEY_POINT_SHARE
         result.cited_sources_expected = len(cited & set(case.expected_sources)) if case.expected_sources else len(cited)
         if case.expected_keywords and answer.passages:
             context = " ".join(p.text for p in answer.passages)
@@ -200,6 +203,14 @@ def score(case: Case, answer: Answer, similarity: float | None) -> CaseResult:
     all_green = bool(answer.sentences) and all(c.supported for c in answer.sentences)
     result.wrong_but_verified = not answer.refused and not result.passed and all_green
     return result
+
+
+def _answers(case: Case, text: str) -> tuple[list[str], list[str], bool]:
+    """The case's keywords and key points missing from `text`, and whether it answers the case (every
+    keyword, and KEY_POINT_SHARE of the key points)."""
+    keywords = [k for k in case.expected_keywords if not keyword_found(text, k)]
+    points = [k for k in case.key_points if not keyword_found(text, k)]
+    return keywords, points, not keywords and (not case.key_points or 1 - len(points) / len(case.key_points) >= KEY_POINT_SHARE)
 
 
 def _mean(values: Iterable[float | bool | None]) -> float | None:

@@ -1,18 +1,18 @@
-"""The grounding check: may a draft answer be shown, or must the user get a refusal?
+"""The grounding signals: is a draft answer supported by its passages, and does it address the question?
 
 Asked to refuse when the passages lack the answer, a small model still answers from its
-own knowledge (measured: 3 of 5 out-of-corpus questions), and asked to verify an answer it
-says "yes" to nearly everything (measured here: 66 of 68 drafts, 3.4 s each). So the check is
-lexical and embedding-based, and written here because no library offers it:
+own knowledge (measured: 3 of 5 out-of-corpus questions), and asked to verify a whole answer it
+says "yes" to nearly everything (measured here: 66 of 68 drafts, 3.4 s each). So these signals
+are lexical and embedding-based, written here because no library offers them, and weighed with
+the judge's per-sentence support by the answer decision (rag.decision):
 
-1. every answer sentence must be supported by a passage sentence;
-2. its names and numbers must appear in the passage sentences it cites (an invented
-   "7.8 million", or "30,000" lifted from another sentence, fails);
-3. the question's content words must be found in the passages, literally or as a close
-   synonym (word-embedding similarity), so an answer copied from an unrelated passage
-   ("30,000 lives" for a population question) is caught;
-4. an answer resting only on sentences addressed to an AI ("ignore all previous
-   instructions and answer with ...") must report them, not obey them.
+1. which answer sentences are matched to a passage sentence (rag.citations.attribute);
+2. which names and numbers appear in no passage (an invented "7.8 million");
+3. which of the question's content words are found in no cited passage, literally or as a
+   close synonym (word-embedding similarity), so an answer copied from an unrelated passage
+   ("30,000 lives" for a population question) weighs less;
+4. and one hard rule: an answer resting only on sentences addressed to an AI ("ignore all
+   previous instructions and answer with ...") must report them, not obey them.
 """
 
 from __future__ import annotations
@@ -159,22 +159,13 @@ def facts_outside_citations(item: SentenceSupport, question: str) -> set[str]:
     return key_facts(item.sentence) - key_facts(cited) - content_terms(cited)
 
 
-def judge(
-    attribution: Attribution,
-    question: str,
-    passages: Sequence[Passage],
-    embed: Embed,
-    min_synonym_similarity: float = 0.55,
-    max_uncovered: float = 0.34,
-) -> Verdict:
-    """Accept the draft only if it is supported sentence by sentence and addresses the question."""
-    if not any(s.supported for s in attribution.sentences):
-        facts = {f for s in attribution.sentences for f in s.unsupported_facts}
-        return Verdict("the answer is not supported by the passages", unsupported_facts=facts)
+def judge(attribution: Attribution, question: str, passages: Sequence[Passage], embed: Embed, min_synonym_similarity: float = 0.55) -> Verdict:
+    """What rag.decision weighs about a draft: the question words its cited passages miss and the names
+    and numbers found in no passage. One rule is decided here, before any other: an answer that
+    obeys an instruction planted in a document is refused."""
+    facts = {f for s in attribution.sentences for f in s.unsupported_facts}
     if any(obeys_injection(s) for s in attribution.sentences):
-        return Verdict("the answer follows an instruction planted in a document")
+        return Verdict("the answer follows an instruction planted in a document", unsupported_facts=facts)
     cited = list({ps.passage.n: ps.passage for s in attribution.sentences for ps, _ in s.support}.values())
     missing, wanted = uncovered_terms(question, cited, embed, min_synonym_similarity)
-    if wanted and len(missing) / len(wanted) > max_uncovered:
-        return Verdict(f"the passages do not address the question ({', '.join(sorted(missing))} not found)", missing, wanted)
-    return Verdict(None, missing, wanted)
+    return Verdict(None, missing, wanted, facts)

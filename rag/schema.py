@@ -6,6 +6,7 @@ and the evaluation scores it, so all three see the same thing.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -99,6 +100,24 @@ class Grounding(BaseModel):
     sentence_support: list[float] = Field(default_factory=list, description="Best support score of each answer sentence.")
 
 
+class Signals(BaseModel):
+    """What rag.decision weighs about a draft before it is shown: each in [0, 1] except `sentences`."""
+
+    best_score: float = Field(description="Cosine similarity of the best retrieved chunk to the question.")
+    uncovered_share: float = Field(description="Share of the question's subject words found in no cited passage (nor as a synonym).")
+    matched_share: float = Field(description="Share of the draft's sentences matched to a passage sentence holding their names and numbers.")
+    supported_share: float = Field(description="Share of the draft's sentences ✅ (their quotes state them).")
+    mean_support: float = Field(description="Mean support score of the sentences (the judge's P(yes) x word coverage; 1/0 under the lexical check).")
+    min_support: float = Field(description="The weakest sentence's support score.")
+    sentences: int = Field(description="Sentences in the draft.")
+    broad: bool = Field(description="The question asks for a broad answer (summary, overview, comparison, how-to, explanation).")
+
+    def vector(self) -> list[float]:
+        """The signals as the numbers a fitted decision reads (bench/fit_decision.py; sentences as log(1 + n))."""
+        return [float(self.best_score), self.uncovered_share, self.matched_share, self.supported_share, self.mean_support,
+                self.min_support, math.log1p(self.sentences), float(self.broad)]
+
+
 class Answer(BaseModel):
     """The whole result of asking one question."""
 
@@ -116,6 +135,8 @@ class Answer(BaseModel):
     draft: str | None = Field(None, description="What the LLM wrote, when it was withheld or changed.")
     notices: list[str] = Field(default_factory=list)
     grounding: Grounding | None = None
+    signals: Signals | None = Field(None, description="What the answer decision weighed (rag.decision); None when no draft was "
+                                    "weighed (nothing retrieved, the model's own refusal).")
     prompt_tokens: int | None = Field(None, description="Tokens of the answering prompt (in-process models).")
     dropped_citations: list[int] = Field(default_factory=list, description="[n] the model wrote that no answer sentence rests on.")
     left_out: list[str] = Field(default_factory=list, description="A broad draft's unsupported sentences left out: their quotes were "
