@@ -1,9 +1,12 @@
 """The CI gate: each test set through the embedded default model, against its thresholds.
 
-Two corpora: the seeds (eval/testset.yaml) and SQLite's own documentation, a real corpus
+Three corpora: the seeds (eval/testset.yaml), SQLite's own documentation, a real corpus
 nobody here wrote (eval/sqlite_testset.yaml; its pages come from Debian's sqlite3-doc
-package, fetched by eval/fetch_corpus.py and kept out of git). Each has a second set of broad
-questions (summaries, overviews, comparisons, how-to, explanations: *_broad_testset.yaml).
+package, fetched by eval/fetch_corpus.py and kept out of git), and Git's guides (git-doc),
+whose blind set was written by a helper that saw only the documents (eval/blind/) and which
+no rule was fitted on: the left-out figures.
+Each has a second set of broad questions (summaries, overviews, comparisons, how-to,
+explanations: *_broad_testset.yaml).
 """
 
 import json
@@ -26,6 +29,12 @@ def sqlite_docs() -> Path:
     return folder
 
 
+def git_docs() -> Path:
+    folder = CORPORA / "git"
+    subprocess.run([sys.executable, str(ROOT / "eval" / "fetch_corpus.py"), "--corpus", "git", str(folder)], check=True)
+    return folder
+
+
 @pytest.mark.llm
 @pytest.mark.timeout(2400)  # a whole test set through the real model: ~8 min on 2 cores, more on a busy machine
 @pytest.mark.parametrize("name,corpus,testset,thresholds", [
@@ -33,6 +42,8 @@ def sqlite_docs() -> Path:
     ("sqlite", sqlite_docs, "sqlite_testset.yaml", "thresholds_sqlite.toml"),
     ("seeds-broad", lambda: ROOT / "seeds", "broad_testset.yaml", "thresholds_broad.toml"),
     ("sqlite-broad", sqlite_docs, "sqlite_broad_testset.yaml", "thresholds_sqlite_broad.toml"),
+    ("git", git_docs, "blind/git_testset.yaml", "thresholds_git.toml"),
+    ("git-broad", git_docs, "blind/git_broad_testset.yaml", "thresholds_git_broad.toml"),
 ])
 def test_eval_gate(monkeypatch, tmp_path_factory, capsys, name, corpus, testset, thresholds):
     folder = corpus()
