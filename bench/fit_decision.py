@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
@@ -39,7 +40,7 @@ from rag.schema import Signals  # noqa: E402
 from rag.settings import AnswerSettings  # noqa: E402
 
 MAX_UNCOVERED = AnswerSettings().max_uncovered_share
-FEATURES = ("best_score", "uncovered_share", "matched_share", "supported_share", "mean_support", "min_support", "log_sentences", "broad")
+FEATURES = tuple("log_sentences" if name == "sentences" else name for name in Signals.model_fields)  # Signals.vector()'s order
 
 
 @dataclass
@@ -111,11 +112,9 @@ def figures(cases: list[Case], shows) -> dict:  # noqa: ANN001
 
 
 def auc(pairs: list[tuple[float, bool]]) -> float | None:
-    pos = [p for p, r in pairs if r]
-    neg = [p for p, r in pairs if not r]
-    if not pos or not neg:
-        return None
-    return round(sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg)), 3)
+    """How well a score ranks right drafts above wrong ones (None with only one kind)."""
+    labels = [right for _, right in pairs]
+    return round(float(roc_auc_score(labels, [p for p, _ in pairs])), 3) if 0 < sum(labels) < len(labels) else None
 
 
 def table(rows: list[list[str]]) -> str:
