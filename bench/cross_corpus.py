@@ -1,6 +1,6 @@
 """The cross-corpus benchmark: every corpus, lookups and broad questions, ours beside the LlamaIndex starter.
 
-    .venv/bin/python bench/cross_corpus.py [--corpora seeds,sqlite,gnuplot,git,man] [--limit N] [--starter all|lookups|none]
+    .venv/bin/python bench/cross_corpus.py [--corpora seeds,sqlite,gnuplot,git,man] [--limit N] [--sets lookups,broad] [--starter all|lookups|none]
                                            [--index-root ~/.cache/rag/bench-index] [--out reports/cross]
 
 Five corpora of different genres and formats: the seeds (news, in the repository), SQLite's
@@ -92,6 +92,8 @@ def run(bench: Bench, shared: dict, args: argparse.Namespace) -> list[list[str]]
     shared.setdefault("embed", engine.embed_model)
     rows, starter_fn = [], starter_answer_fn(engine) if args.starter != "none" else None
     for label, name in zip(("lookups", "broad"), bench.sets):
+        if label not in args.sets:
+            continue
         cases: list[Case] = load_testset(ROOT / "eval" / name)[: args.limit]
         progress = lambda i, n, r: print(f"  {bench.name} {label} {i}/{n} {r.id}: {'pass' if r.passed else 'FAIL'}", file=sys.stderr)  # noqa: E731
         reports = {"rag": evaluate(engine, cases, progress)}
@@ -115,6 +117,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="the first N cases of each set")
     parser.add_argument("--starter", choices=("all", "lookups", "none"), default="all",
                         help="which sets the LlamaIndex starter answers too (it doubles the time)")
+    parser.add_argument("--sets", default="lookups,broad", type=lambda v: {s.strip() for s in v.split(",")},
+                        help="which question sets of each corpus: lookups, broad or both")
     parser.add_argument("--index-root", type=Path, default=CACHE / "bench-index", help="one index per corpus under it")
     parser.add_argument("--out", type=Path, default=Path("reports/cross"))
     args = parser.parse_args()

@@ -176,7 +176,7 @@ class AnswerStream:
                 "(.txt .md .html .pdf .docx). Add some and run `rag ingest` (or Re-index in the app)."
             )
         standalone = self._condense()
-        self.intent = classify(standalone, self.engine.index.titles())
+        self.intent = classify(standalone, self.engine.index.titles(), self.engine.index.openings())
         if not self.intent.kind.broad and not content_terms(strip_markers(standalone)[0]):
             self.answer = self._refusal(standalone, [], NO_QUESTION, "no question")
             yield NO_QUESTION

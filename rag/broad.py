@@ -37,9 +37,9 @@ from typing import Iterable, Sequence
 
 from llama_index.core.schema import TextNode
 
-from rag.citations import unwrap
-from rag.kinds import SECTION_WORDS, Intent, Kind, topic_of, without_filler
-from rag.outline import Outline, named_section, outline
+from rag.citations import content_terms, unwrap
+from rag.kinds import DOCUMENT_WORDS, SECTION_WORDS, Intent, Kind, topic_of, without_filler
+from rag.outline import Outline, Section, named_section, outline
 from rag.retrieve import Filters, Part, Retrieval, Retriever, to_passage, count_tokens, term_coverage
 from rag.schema import Passage
 
@@ -61,9 +61,9 @@ _SIDES = [
 ]
 
 
-# Where the second side ends and the rest of the question goes on ("the EU | have done to help").
+# Where the second side ends and the rest of the question goes on ("the EU | have done to help", "TCP | according to the pages").
 # A verb in -ed ends it too ("Pashinyan | described the prospects"), unless it follows an article ("the revised plan").
-_SIDE_END = re.compile(r"\s+(?:have|has|had|did|do|does|is|are|was|were|on|in|about|regarding|when|for)\s.*$|,.*$"
+_SIDE_END = re.compile(r"\s+(?:have|has|had|did|do|does|is|are|was|were|on|in|about|regarding|according|when|for)\s.*$|,.*$"
                        r"|(?<!\bthe)(?<!\ban)(?<!\ba)\s+\w{3,}ed\s.*$", re.I)
 _SIDE_START = re.compile(r"^(?:what|how|which|who)\s+", re.I)
 
@@ -115,6 +115,9 @@ def _documents(intent: Intent, retriever: Retriever, budget: int, filters: Filte
         ranked = list(dict.fromkeys(p.source for p in found.passages))
         sources = ranked[: _MAX_DOCUMENTS if intent.whole_corpus else 1]
     sources = sources[:_MAX_DOCUMENTS]
+    if len(intent.documents) == 1 and sources and not intent.whole_corpus and _own_words(intent.topic, titles[sources[0]]) \
+            and (section := _topic_section(intent.topic, sources[0], retriever, budget, filters)):
+        return section, best
     share = budget // max(len(sources), 1)
     # "the article about X": X finds the article, which is then read as a whole; "what the documents
     # say about X": only the chunks about X, from each document
@@ -140,8 +143,62 @@ def _named_section(intent: Intent, question: str, retriever: Retriever, budget: 
         chunks = retriever.index.document_chunks(source)
         document = outline(chunks)
         if section := named_section(question, document):
-            return _read(_span_passages(chunks, document.text, section.start, section.end), budget), best
+            return _section(chunks, document, section, budget), best
     return None
+
+
+def _own_words(topic: str, title: str) -> set[str]:
+    """The topic's words that are not the named document's title or a word for a document: what in
+    the document to read ("the features introduced in version 5.4" of the gnuplot manual), if anything
+    ("the online backup API page" is the page "Using the SQLite Online Backup API", all of it)."""
+    return content_terms(topic) - content_terms(title) - content_terms(DOCUMENT_WORDS)
+
+
+def _topic_section(topic: str, source: str, retriever: Retriever, budget: int, filters: Filters | None) -> list[Passage] | None:
+    """Sections as units: in a named document too long to be read even by its sections' first
+    sentences, the section the topic's hits lie in whose heading names most of the topic (a heading
+    says what its section is about; a short one that introduces the sections after it is
+    outweighed by them in hits), then the one they say most about (the sum of their similarities,
+    a hit across a heading shared by its share of each side), read as one (`_section`); None when those sentences fit the
+    budget (a page is then read whole, by its outline, and a topic word is taken for part of its
+    name: "the online backup API page"), or no hit is in a section.
+
+    "Give an overview of the features introduced in gnuplot version 5.4" names a 311-page manual
+    and what in it to read: its opening and a spread of its sections gave the copyright notice and
+    leads from every part of it. LlamaIndex's AutoMergingRetriever merges hits into the parent node
+    that holds them, but it needs the hierarchy as nodes in a docstore at ingest
+    (HierarchicalNodeParser cuts fixed sizes, not the author's sections); here the sections are
+    the document's outline, found at question time over the chunks already in Chroma."""
+    chunks = retriever.index.document_chunks(source)
+    document = outline(chunks)
+    if sum(count_tokens(document.text[a:b]) for a, b in document.leads()) <= budget:
+        return None  # its sections' first sentences all fit: it is read whole (`_by_outline`), as asked
+    within = Filters(sources=[source], since=filters.since, until=filters.until) if filters else Filters(sources=[source])
+    weight: Counter[int] = Counter()
+    for hit in retriever.candidates(topic, filters=within).passages:  # a hit across a heading counts for each side by its share
+        start, end = hit.start or 0, max(hit.end or 0, (hit.start or 0) + 1)
+        for k, section in enumerate(document.sections):
+            if (overlap := min(end, section.end) - max(start, section.start)) > 0:
+                weight[k] += hit.score * overlap / (end - start)
+    if not weight:
+        return None
+    # of the sections hit, the one whose heading names most of the topic; then the one hit most
+    best = max(weight, key=lambda k: (term_coverage(topic, document.sections[k].heading), weight[k]))
+    return _section(chunks, document, document.sections[best], budget)
+
+
+def _section(chunks: Sequence[TextNode], document: Outline, section: Section, budget: int) -> list[Passage]:
+    """A section within `budget`, as a document is read (`_read`). One that is little more than its
+    heading and a line ("Features introduced in version 5.4: these sections list new commands, plot
+    styles…") introduces the sections after it: their headings and first sentences follow, in
+    order, while the budget lasts. The outline is flat (shapes give no levels), so where the
+    sections under it end is not known; the budget is where reading stops."""
+    own = _read(_span_passages(chunks, document.text, section.start, section.end), budget)
+    room = budget - sum(count_tokens(p.text) for p in own)
+    if room < budget * 3 // 4:
+        return own
+    leads = [_passage(_holder(chunks, a), document.text, a, b) for a, b in document.leads(section.end)]
+    return own + _within_any(leads, range(len(leads)), room, stop=True)
 
 
 def _span_passages(chunks: Sequence[TextNode], text: str, start: int, end: int) -> list[Passage]:

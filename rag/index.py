@@ -47,6 +47,7 @@ from rag.settings import Settings
 
 BATCH_DOCS = 16  # documents per pipeline run: progress steps and crash-safe checkpoints
 PAGE = 5000  # records per Chroma read or delete: SQLite caps the variables of one statement
+OPENING_LINES = 5  # a document's first lines, where its byline stands
 VERSION_KEY = "index_version"  # collection metadata: changes at the end of every ingest that changed something
 
 
@@ -242,6 +243,11 @@ class Index:
         """Each indexed file's title (its file name when it has none), for questions that name a document."""
         docs = self.documents().values()
         return {str(d.metadata.get("file_name")): str(d.metadata.get("title") or d.metadata.get("file_name")) for d in docs}
+
+    def openings(self) -> dict[str, str]:
+        """Each indexed file's first lines, where a byline stands ("By AFP"): questions name documents by them too."""
+        return {str(d.metadata.get("file_name")): "\n".join([line for line in d.text[:2000].splitlines() if line.strip()][:OPENING_LINES])
+                for d in self.documents().values()}
 
     def source_hashes(self) -> dict[str, str]:
         """Each indexed file's content hash: what tells a feedback case that its documents changed."""

@@ -105,9 +105,10 @@ def kind_of(question: str) -> Kind:
     return Kind.LOOKUP
 
 
-def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]:
-    """Sources whose file name (with or without extension) or whole title the question contains, or
-    that "the first article" / "the last page" points to in the documents listed by file name."""
+def named_documents(question: str, titles: Mapping[str, str], openings: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Sources whose file name (with or without extension) or whole title the question contains,
+    that "the first article" / "the last page" points to in the documents listed by file name, or
+    that the name beside a word for a document points to (`by_byline`)."""
     text = " ".join(question.lower().split())
     listed = sorted(titles)
     places = [_PLACES[m[1].lower()] for m in _ORDINAL.finditer(question)]
@@ -118,10 +119,34 @@ def named_documents(question: str, titles: Mapping[str, str]) -> tuple[str, ...]
         if source.lower() in text or (re.search(rf"(?<!\w){re.escape(stem)}(?!\w)", text) and _names_alone(stem)) \
                 or (len(title_text) >= 8 and title_text in text and _names_the_page(question, title)):
             named.append(source)
-    return tuple(dict.fromkeys(named))
+    return tuple(dict.fromkeys(named + by_byline(question, openings or {})))
 
 
-_DOCUMENT_WORD = r"(?:page|article|document|documentation|doc|file|report|story|text)s?"
+def by_byline(question: str, openings: Mapping[str, str]) -> list[str]:
+    """The one source whose opening holds the name a question gives its document by: "Summarize the
+    AFP article" names the article that opens "By AFP", a name its title does not hold. A publisher,
+    an author or an agency is written at the top of what it wrote; a name several openings hold
+    ("the SQLite page") names no one document, and none is taken."""
+    found = []
+    for written in byline_names(question):
+        name = re.compile(rf"(?<!\w){re.escape(written)}(?!\w)")
+        holders = [source for source, text in openings.items() if name.search(text)]
+        found += holders if len(holders) == 1 else []
+    return found
+
+
+def byline_names(question: str) -> list[str]:
+    """The capitalised names a question gives beside a word for a document ("AFP" in "the AFP article")."""
+    return [(m["before"] or m["after"]).rstrip(".'-") for m in _BYLINE.finditer(question)]  # "the article by AFP." ends a sentence
+
+
+DOCUMENT_WORDS = "page article document documentation doc file report story text"
+_DOCUMENT_WORD = rf"(?:{'|'.join(DOCUMENT_WORDS.split())})s?"
+
+# A name written with capitals just before or after a word for a document: "the AFP article", "the report by Ana Ruiz".
+_CAPITALISED = r"[A-Z][\w&.'-]*(?:\s+[A-Z][\w&.'-]*)*"
+_BYLINE = re.compile(rf"\b(?:[Tt]he|[Aa]n?)\s+(?P<before>{_CAPITALISED})(?:'s?)?\s+{_DOCUMENT_WORD}\b"
+                     rf"|\b{_DOCUMENT_WORD}\s+(?:by|from)\s+(?P<after>{_CAPITALISED})")
 
 
 def _names_the_page(question: str, title: str) -> bool:
@@ -156,14 +181,16 @@ def topic_of(question: str) -> str:
     return " ".join(w for w in words if w.lower() not in REQUEST_WORDS and w.lower() not in _FILLER)
 
 
-def classify(question: str, titles: Mapping[str, str] | None = None) -> Intent:
-    """The question's kind, the documents it names and the topic to search for."""
+def classify(question: str, titles: Mapping[str, str] | None = None, openings: Mapping[str, str] | None = None) -> Intent:
+    """The question's kind, the documents it names (by file name, title or byline) and the topic to search for."""
     kind = kind_of(question)
     titles = titles or {}
-    documents = named_documents(question, titles)
+    documents = named_documents(question, titles, openings)
     subject = question
     for source in documents:  # the name says which document, not what to find in it
         for name in sorted({source, PurePath(source).stem, titles[source]}, key=len, reverse=True):
             subject = re.sub(re.escape(name), " ", subject, flags=re.I)
+    for name in byline_names(question) if documents else []:
+        subject = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", " ", subject)
     return Intent(kind=kind, documents=documents, whole_corpus=bool(_ALL_DOCS.search(question)) and not documents,
                   topic=topic_of(subject) if kind.broad else question)

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from llama_index.core.schema import TextNode
 
-from rag.citations import prose_sentences
+from rag.citations import content_terms, prose_sentences
 from rag.kinds import SECTION_WORDS
 
 _NUMBERED = re.compile(r"^(?:\d{1,2}\.)+(?:\d{1,2})?\s+(?=[A-Za-z])")  # "8.5. ", "2 " before a heading's words
@@ -173,12 +173,25 @@ def _is_prose(text: str) -> bool:
 
 
 def named_section(question: str, document: Outline) -> Section | None:
-    """The section whose heading the question names, when it asks for a section ("the Western engagement section")."""
-    asked = " ".join(re.findall(r"\w[\w'’-]*", question.lower()))
-    if not SECTION_WORDS.search(asked):
+    """The section whose heading the question names, when it asks for a section ("the Western engagement section").
+
+    Of several headings the question holds, the one nearest a section word: "the Multiplot section
+    of the set-show commands" names Multiplot, not Set-show; "the section on Smooth (the smooth
+    option of plot datafile)" names Smooth, not Datafile. At the same distance, the longer name
+    ("Part IV, Terminal types" is Terminal types, not Terminal), then the first in the document."""
+    words = re.findall(r"\w[\w'’-]*", question.lower())
+    marks = [i for i, word in enumerate(words) if SECTION_WORDS.fullmatch(word)]
+    if not marks:
         return None
-    for section in document.sections:  # a table of contents names it too, with nothing under it
+    asked = " ".join(words)
+    named = []
+    for k, section in enumerate(document.sections):
         name = " ".join(re.findall(r"\w[\w'’-]*", section.heading.lower()))
-        if len(name) >= 6 and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", asked) and document.lead(section):
-            return section
-    return None
+        if len(name) < 6 or not document.lead(section):  # a table of contents names it too, with nothing under it
+            continue
+        for found in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", asked):
+            first = asked[:found.start()].count(" ")
+            last = first + name.count(" ")
+            distance = min(max(m - last, first - m) for m in marks)
+            named.append((distance, -len(name.split()), k, section))
+    return min(named, key=lambda n: n[:3])[3] if named else None

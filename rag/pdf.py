@@ -13,6 +13,13 @@ two structural signals do, with no word lists:
   the first three pages, and the pages before it;
 - running headers and footers: a first or last line of a page that recurs, its digits aside,
   on a quarter of the pages or more (and on at least three).
+
+Its headings are kept as the author marked them. Extracted text wraps every line alike, so a
+heading ("Smooth" on page 111 of gnuplot's manual) reads as the first line of the paragraph under
+it and `rag.outline`, which finds headings by their shape (a line standing alone), found none of
+the manual's 648. The outline names each one and its page: a line of that page (or the next,
+where a bookmark points at the page before) that is the bookmark's title is set apart by blank
+lines, so summaries and named sections read the manual by its own sections.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ EDGE_LINES = 2  # lines at the top and at the bottom of a page where running hea
 FURNITURE_SHARE = 0.25  # a line at a page's edge this common (digits aside) is the layout's, not the author's
 MIN_FURNITURE_PAGES = 3
 _DIGITS = re.compile(r"\d+")
+_NUMBER = re.compile(r"^(?:[ivxlc]+|\d+(?:\.\d+)*)\.?\s+(?=\S)")  # "iv ", "2.3 " before a title's words
 _TOC_LINE = re.compile(r"\S.*?(?:\s*\.){2,}\s*\d+\s*$|\S.*\s\d{1,4}\s*$")  # "Plot . . . 102", "Plot 102"
 
 
@@ -34,9 +42,12 @@ def pdf_text(path: Path) -> str:
     """The content pages' text, joined, without running headers and footers."""
     reader = pypdf.PdfReader(path)
     pages = [page.extract_text() or "" for page in reader.pages]
-    pages = pages[_content_start(reader, pages):]
+    start = _content_start(reader, pages)
+    pages = pages[start:]
     furniture = _furniture(pages)
-    return "\n".join(_without(page, furniture) for page in pages)
+    titles = _bookmarks(reader)
+    return "\n".join(_headings_apart(_without(page, furniture), titles.get(start + i - 1, set()) | titles.get(start + i, set()))
+                     for i, page in enumerate(pages))
 
 
 def _content_start(reader: pypdf.PdfReader, pages: list[str]) -> int:
@@ -53,24 +64,52 @@ def _content_start(reader: pypdf.PdfReader, pages: list[str]) -> int:
     return start
 
 
-def _first_outline_page(reader: pypdf.PdfReader) -> int | None:
-    def walk(items: list) -> list[int]:  # noqa: ANN001
+def _outline(reader: pypdf.PdfReader) -> list[tuple[str, int]]:
+    """Each bookmark's title and page (0-based), in the outline's order; none when it is unreadable."""
+    def walk(items: list) -> list[tuple[str, int]]:  # noqa: ANN001
         found = []
         for item in items:
             if isinstance(item, list):
                 found += walk(item)
             else:
                 try:
-                    found.append(reader.get_destination_page_number(item))
+                    page = reader.get_destination_page_number(item)
                 except Exception:  # noqa: BLE001 - a broken bookmark: pypdf raises several kinds
                     continue
+                if page is not None and page >= 0:
+                    found.append((str(item.title or ""), page))
         return found
 
     try:
-        pages = [p for p in walk(reader.outline) if p is not None and p >= 0]
+        return walk(reader.outline)
     except Exception:  # noqa: BLE001 - an unreadable outline is no outline
-        return None
+        return []
+
+
+def _first_outline_page(reader: pypdf.PdfReader) -> int | None:
+    pages = [page for _, page in _outline(reader)]
     return min(pages) if pages else None
+
+
+def _bookmarks(reader: pypdf.PdfReader) -> dict[int, set[str]]:
+    """The bookmarks' titles (spacing and case aside) by the page they point at, each also without
+    its number: the bookmark "IV Terminal types" is printed "Part IV" over "Terminal types"."""
+    titles: dict[int, set[str]] = {}
+    for title, page in _outline(reader):
+        if name := _norm(title):
+            titles.setdefault(page, set()).update({name, _NUMBER.sub("", name)} - {""})
+    return titles
+
+
+def _norm(line: str) -> str:
+    return " ".join(line.split()).lower()
+
+
+def _headings_apart(page: str, titles: set[str]) -> str:
+    """The page with each line that is a bookmark's title standing alone, between blank lines."""
+    if not titles:
+        return page
+    return "\n".join(f"\n{line}\n" if _norm(line) in titles else line for line in page.splitlines())
 
 
 def _is_toc(page: str) -> bool:

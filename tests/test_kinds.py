@@ -94,6 +94,7 @@ def test_a_document_is_named_by_its_file_name_or_its_title():
     ("DELETE vs TRUNCATE journal mode: which is faster?", ("DELETE", "TRUNCATE journal mode")),
     ("How does WAL mode compare with rollback journal mode?", ("WAL mode", "rollback journal mode")),
     ("Compare the roles of the US and the EU.", ("the roles of the US", "the EU")),
+    ("How does UDP differ from TCP according to these manual pages?", ("UDP", "TCP")),  # the label is what is compared
 ])
 def test_the_two_sides_of_a_comparison(question, sides):
     assert comparison_sides(question) == sides
@@ -612,3 +613,59 @@ def test_how_to_windows_come_from_the_pages_that_say_most_and_their_most_similar
     documents, hits = window_hits(candidates + [hit("faq.html", 0.70)])  # the most similar chunk's page, whatever it says besides
     assert documents == ["backup.html", "faq.html"] and [h.score for h in hits] == [0.70, 0.59, 0.53]
     assert window_hits([]) == ([], [])
+
+
+def test_a_document_named_by_its_byline_is_the_one_whose_opening_holds_the_name():
+    titles = {"moscow.txt": "Armenia, Azerbaijan Optimistic on Normalization at Moscow Talks", "talks.txt": "On May 25, in Moscow…",
+              "wal.html": "Write-Ahead Logging", "lock.html": "File Locking"}
+    openings = {"moscow.txt": "Armenia, Azerbaijan Optimistic on Normalization\nBy AFP\nMay 26, 2023",
+                "talks.txt": "On May 25, in Moscow, the leaders met.\nTalks in Moscow on May 24. (Source: AP) |",
+                "wal.html": "SQLite\nWrite-Ahead Logging\nThe default method by which SQLite implements atomic commit",
+                "lock.html": "SQLite\nFile Locking\nSQLite version 3 locks the database file"}
+    assert classify("Summarize the AFP article.", titles, openings).documents == ("moscow.txt",)
+    assert classify("Give an overview of the story by AFP.", titles, openings).documents == ("moscow.txt",)
+    assert classify("What does the AP story say about the talks?", titles, openings).documents == ("talks.txt",)
+    assert classify("Summarize the SQLite page.", titles, openings).documents == ()  # every page opens with it: no one page
+    assert classify("Summarize the Reuters article.", titles, openings).documents == ()  # no opening holds it
+    assert classify("Summarize the AFP article.", titles).documents == ()  # no openings given: titles alone
+
+
+def test_summarize_the_afp_article_reads_that_article_alone(mock_engine):
+    from rag.broad import broad_context
+
+    question = "Summarize the AFP article."
+    intent = classify(question, mock_engine.index.titles(), mock_engine.index.openings())
+    found = broad_context(intent, question, mock_engine.retriever, 500)
+    assert {p.source for p in found.passages} == {"001_1f22d8ffd3c24c03.txt"}
+
+
+SPECIES = ["otters", "herons", "beavers", "lynxes", "badgers", "falcons", "salmon", "newts", "voles", "ospreys", "martens",
+           "plovers", "toads", "egrets", "stoats", "curlews", "adders", "grebes", "shrews", "kestrels", "weasels", "terns"]
+MANUAL = "\n\n".join(
+    ["# The Reserve Manual", "This manual tells the wardens of the reserve how its animals are counted and looked after."]
+    + [f"## Caring for the {name}\n\nThe {name} of the reserve are counted every spring by two wardens walking the same route. "
+       + " ".join(f"Rule {k} for the {name} is kept in the warden's notebook with the date it was checked." for k in range(1, 4))
+       for name in SPECIES[:11]]
+    + ["## New features in version 2\n\nThese sections list what version 2 of the manual added.",
+       "## Solar lamps\n\nSolar lamps now stand along the night trail, and wardens switch them off in the nesting months.",
+       "## Night tours\n\nNight tours for visitors are now led by one warden with a red torch, twice a week."]
+    + [f"## Caring for the {name}\n\nThe {name} of the reserve are counted every autumn from the hides by one warden. "
+       + " ".join(f"Rule {k} for the {name} is kept in the warden's notebook with the date it was checked." for k in range(1, 4))
+       for name in SPECIES[11:]]
+)
+
+
+def test_a_named_long_document_is_read_at_the_section_its_topic_finds_and_through_the_sections_it_introduces(mock_engine, corpus):
+    from rag.broad import broad_context
+
+    (corpus / "manual.md").write_text(MANUAL, encoding="utf-8")
+    mock_engine.ingest()
+    question = "Give an overview of the new features in version 2 of manual.md."
+    found = broad_context(classify(question, mock_engine.index.titles()), question, mock_engine.retriever, 200)
+    texts = [" ".join(p.text.split()) for p in found.passages]
+    assert texts[0].startswith("New features in version 2 These sections list what version 2 of the manual added."), texts
+    assert any("Solar lamps now stand along the night trail" in t for t in texts) and any("Night tours for visitors" in t for t in texts)
+    assert not any("This manual tells the wardens" in t for t in texts)  # not the manual's opening
+    whole = "Give an overview of manual.md."  # no topic of its own: the manual, by its outline
+    assert " ".join(broad_context(classify(whole, mock_engine.index.titles()), whole, mock_engine.retriever, 200).passages[0].text.split()) \
+        .startswith("The Reserve Manual This manual tells the wardens")

@@ -122,3 +122,15 @@ def test_a_table_of_contents_entry_is_not_the_section_it_names():
     document = outline(chunks_of(toc, size=40))
     section = named_section("Summarize the Checking section.", document)
     assert section is not None and document.section_text(section).strip().startswith("Checking reads every page")
+
+
+def test_of_the_headings_a_question_holds_the_one_next_to_its_section_word_is_named():
+    manual = "Set-show\n\nThe set command sets options and the show command shows what they are.\n\n" \
+             "Multiplot\n\nThe multiplot mode places several plots side by side on one page.\n\n" \
+             "Terminal\n\nThe terminal command selects the output device for the plots you make.\n\n" \
+             "Terminal types\n\nEach terminal type is described in an entry of its own, in the order below.\n"
+    document = outline(chunks_of(manual, size=40))
+    named = lambda q: named_section(q, document).heading  # noqa: E731
+    assert named("Summarize the Multiplot section of the set-show commands.") == "Multiplot"
+    assert named("Summarize the section on the set-show commands, multiplot included.") == "Set-show"
+    assert named("What does Part IV, Terminal types, of the manual cover?") == "Terminal types"  # the longer name, at the same distance

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pypdf
+from llama_index.core.schema import TextNode
 
 from formats import write_pdf
+from rag.outline import named_section, outline
 from rag.pdf import pdf_text
 
 CONTENT = [
@@ -51,3 +53,25 @@ def test_a_short_pdf_keeps_every_line_it_has(tmp_path):
     path = write_pdf(tmp_path / "letter.pdf", ["Dear Ana,", "The mirror is fixed.", "Best, Tom", "P.S. The dome too.", "Best, Tom"],
                      per_page=3)
     assert pdf_text(path).count("Best, Tom") == 2
+
+
+def _headings(text: str) -> list[str]:
+    return [s.heading for s in outline([TextNode(text=text, start_char_idx=0, end_char_idx=len(text))]).sections]
+
+
+def test_the_bookmarked_headings_stand_apart_so_the_document_reads_by_its_sections(tmp_path):
+    """Extracted text wraps a heading like the first line of its paragraph; the bookmarks say which lines head a section."""
+    with_outline = pdf_text(_handbook(tmp_path / "handbook.pdf", outline=True))
+    assert _headings(with_outline) == [lines[0] for lines in CONTENT]
+    document = outline([TextNode(text=with_outline, start_char_idx=0, end_char_idx=len(with_outline))])
+    tours = named_section("Summarize the Guided tours section of the handbook.", document)
+    assert tours is not None and document.section_text(tours).split() == "Tours start every hour from the main hall. They last 45 minutes.".split()
+    assert _headings(pdf_text(_handbook(tmp_path / "plain.pdf", outline=False))) == []  # no bookmarks: nothing says which line heads
+
+
+def test_a_numbered_bookmark_finds_its_title_printed_without_the_number(tmp_path):
+    path = write_pdf(tmp_path / "manual.pdf", ["Part IV", "Terminal types", "Each terminal driver is described in its own entry below this."])
+    writer = pypdf.PdfWriter(clone_from=path)
+    writer.add_outline_item("IV Terminal types", 0)
+    writer.write(path)
+    assert "\n\nTerminal types\n\n" in pdf_text(path)
