@@ -51,6 +51,7 @@ _OPENING_CHUNKS = 6
 _PROSE = re.compile(r"[A-Za-z][^.!?\n]{40,}[.!?](?:\s|$)")
 _WINDOW_DOCUMENTS = 2  # ... from the documents the candidates say most about the question,
 _SECOND_DOCUMENT = 0.5  # the second only where it says at least this share of what the first does
+_INTRODUCING_SHARE = 4  # a section that fills at most 1/4 of its budget introduces the sections after it (`_section`)
 
 _SIDES = [
     re.compile(r"\bbetween (?P<a>.+?) and (?P<b>.+?)[?.!]*$", re.I),
@@ -115,16 +116,17 @@ def _documents(intent: Intent, retriever: Retriever, budget: int, filters: Filte
         ranked = list(dict.fromkeys(p.source for p in found.passages))
         sources = ranked[: _MAX_DOCUMENTS if intent.whole_corpus else 1]
     sources = sources[:_MAX_DOCUMENTS]
+    chunks = {s: retriever.index.document_chunks(s) for s in sources}
     if len(intent.documents) == 1 and sources and not intent.whole_corpus and _own_words(intent.topic, titles[sources[0]]) \
-            and (section := _topic_section(intent.topic, sources[0], retriever, budget, filters)):
+            and (section := _topic_section(intent.topic, sources[0], chunks[sources[0]], retriever, budget, filters)):
         return section, best
     share = budget // max(len(sources), 1)
     # "the article about X": X finds the article, which is then read as a whole; "what the documents
     # say about X": only the chunks about X, from each document
     focus = intent.topic if intent.whole_corpus else ""
-    passages = [p for s in sources for p in _read_document(retriever.index.document_chunks(s), share, focus)]
+    passages = [p for s in sources for p in _read_document(chunks[s], share, focus)]
     if not passages and sources:  # no chunk holds the words: the best document, read whole
-        passages = _read_document(retriever.index.document_chunks(sources[0]), budget)
+        passages = _read_document(chunks[sources[0]], budget)
     return passages, best
 
 
@@ -154,7 +156,8 @@ def _own_words(topic: str, title: str) -> set[str]:
     return content_terms(topic) - content_terms(title) - content_terms(DOCUMENT_WORDS)
 
 
-def _topic_section(topic: str, source: str, retriever: Retriever, budget: int, filters: Filters | None) -> list[Passage] | None:
+def _topic_section(topic: str, source: str, chunks: Sequence[TextNode], retriever: Retriever, budget: int,
+                   filters: Filters | None) -> list[Passage] | None:
     """Sections as units: in a named document too long to be read even by its sections' first
     sentences, the section the topic's hits lie in whose heading names most of the topic (a heading
     says what its section is about; a short one that introduces the sections after it is
@@ -169,7 +172,6 @@ def _topic_section(topic: str, source: str, retriever: Retriever, budget: int, f
     that holds them, but it needs the hierarchy as nodes in a docstore at ingest
     (HierarchicalNodeParser cuts fixed sizes, not the author's sections); here the sections are
     the document's outline, found at question time over the chunks already in Chroma."""
-    chunks = retriever.index.document_chunks(source)
     document = outline(chunks)
     if sum(count_tokens(document.text[a:b]) for a, b in document.leads()) <= budget:
         return None  # its sections' first sentences all fit: it is read whole (`_by_outline`), as asked
@@ -195,7 +197,7 @@ def _section(chunks: Sequence[TextNode], document: Outline, section: Section, bu
     sections under it end is not known; the budget is where reading stops."""
     own = _read(_span_passages(chunks, document.text, section.start, section.end), budget)
     room = budget - sum(count_tokens(p.text) for p in own)
-    if room < budget * 3 // 4:
+    if room < budget - budget // _INTRODUCING_SHARE:
         return own
     leads = [_passage(_holder(chunks, a), document.text, a, b) for a, b in document.leads(section.end)]
     return own + _within_any(leads, range(len(leads)), room, stop=True)

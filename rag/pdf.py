@@ -42,18 +42,19 @@ def pdf_text(path: Path) -> str:
     """The content pages' text, joined, without running headers and footers."""
     reader = pypdf.PdfReader(path)
     pages = [page.extract_text() or "" for page in reader.pages]
-    start = _content_start(reader, pages)
+    bookmarks = _outline(reader)
+    start = _content_start(bookmarks, pages)
     pages = pages[start:]
     furniture = _furniture(pages)
-    titles = _bookmarks(reader)
+    titles = _titles(bookmarks)
     return "\n".join(_headings_apart(_without(page, furniture), titles.get(start + i - 1, set()) | titles.get(start + i, set()))
                      for i, page in enumerate(pages))
 
 
-def _content_start(reader: pypdf.PdfReader, pages: list[str]) -> int:
+def _content_start(bookmarks: list[tuple[str, int]], pages: list[str]) -> int:
     """The first page of content: the outline's first entry, else the page after a table of contents
     that begins on one of the first three pages (a title or copyright page may stand before it)."""
-    first = _first_outline_page(reader)
+    first = min((page for _, page in bookmarks), default=None)
     if first is not None and first < len(pages) // 2:  # an outline that starts late is not the content's start
         return first
     start = next((i for i in range(min(3, len(pages) // 2)) if _is_toc(pages[i])), None)
@@ -86,16 +87,11 @@ def _outline(reader: pypdf.PdfReader) -> list[tuple[str, int]]:
         return []
 
 
-def _first_outline_page(reader: pypdf.PdfReader) -> int | None:
-    pages = [page for _, page in _outline(reader)]
-    return min(pages) if pages else None
-
-
-def _bookmarks(reader: pypdf.PdfReader) -> dict[int, set[str]]:
+def _titles(bookmarks: list[tuple[str, int]]) -> dict[int, set[str]]:
     """The bookmarks' titles (spacing and case aside) by the page they point at, each also without
     its number: the bookmark "IV Terminal types" is printed "Part IV" over "Terminal types"."""
     titles: dict[int, set[str]] = {}
-    for title, page in _outline(reader):
+    for title, page in bookmarks:
         if name := _norm(title):
             titles.setdefault(page, set()).update({name, _NUMBER.sub("", name)} - {""})
     return titles
