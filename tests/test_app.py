@@ -119,8 +119,7 @@ def test_a_conversation_is_renamed_and_deleted_from_the_sidebar(app, tmp_path):
     from rag.conversations import ConversationStore
 
     _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
-    app.run()  # the sidebar lists it from the next run
-    conversation_id = app.query_params["c"]
+    conversation_id = app.query_params["c"]  # listed in the sidebar as soon as it is answered
     app.button(key=f"rename-{conversation_id}").click().run()
     app.text_input(key="rename-title").set_value("Transport links")
     app.button(key="FormSubmitter:rename-Rename").click().run()
