@@ -26,7 +26,7 @@ from rag.engine import Engine, build_engine
 from rag.errors import RagError, describe
 from rag.retrieve import Filters
 from rag.uploads import OnConflict, Upload, add_documents, remove_document
-from rag.conversations import Conversation, ConversationStore, to_json, to_markdown, title_for
+from rag.conversations import Conversation, ConversationStore, to_json, to_markdown
 from rag.feedback import Feedback, Problem, give
 from rag.schema import Answer, Citation, Passage, Turn
 from rag.settings import EmbeddingSettings, Settings, load_settings
@@ -179,15 +179,11 @@ def hold(conversation: Conversation) -> Conversation:
     return conversation
 
 
-def draw_conversations(store: ConversationStore, current: Conversation, asking: str | None = None) -> None:
-    """The kept conversations (open, rename, delete) and the current one's export. A new chat's first
-    question (`asking`) is kept once its answer starts, after the sidebar is drawn: it is listed as
-    being answered, so the list never says "none" while the chat it will hold is under way."""
+def draw_conversations(store: ConversationStore, current: Conversation) -> None:
+    """The kept conversations (open, rename, delete) and the current one's export."""
     st.subheader("Conversations")
     kept = store.list()
-    if asking and not current.messages:
-        st.caption(escape_md(f"▸ {title_for(asking)} (being answered…)"))
-    elif not kept:
+    if not kept:
         st.caption("None yet: each chat is kept from its first question.")
     for conv in kept[:50]:
         name, rename, delete = st.columns([6, 1, 1], vertical_alignment="center")
@@ -195,10 +191,9 @@ def draw_conversations(store: ConversationStore, current: Conversation, asking: 
         if name.button(escape_md(marker + conv.title), key=f"open-{conv.id}", use_container_width=True, type="tertiary"):
             hold(store.get(conv.id))
             st.rerun()
-        # Material icons are drawn by Streamlit's own font: an emoji needs one the machine may lack
-        if rename.button("", icon=":material/edit:", key=f"rename-{conv.id}", help="Rename"):
+        if rename.button("✏️", key=f"rename-{conv.id}", help="Rename"):
             st.session_state.renaming = conv.id
-        if delete.button("", icon=":material/delete:", key=f"delete-{conv.id}", help="Delete"):
+        if delete.button("🗑️", key=f"delete-{conv.id}", help="Delete"):
             store.delete(conv.id)
             if conv.id == current.id:
                 new_conversation()

@@ -119,7 +119,8 @@ def test_a_conversation_is_renamed_and_deleted_from_the_sidebar(app, tmp_path):
     from rag.conversations import ConversationStore
 
     _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
-    conversation_id = app.query_params["c"]  # listed in the sidebar as soon as it is answered
+    app.run()  # the sidebar lists it from the next run
+    conversation_id = app.query_params["c"]
     app.button(key=f"rename-{conversation_id}").click().run()
     app.text_input(key="rename-title").set_value("Transport links")
     app.button(key="FormSubmitter:rename-Rename").click().run()
