@@ -45,7 +45,7 @@ def measure(corpus: str, reports: Path, index_root: Path, shared: dict) -> list[
         if r.get("signals") is None:
             continue
         question = r.get("standalone_question") or r["question"]
-        messages = build_messages(question, engine.retriever.retrieve(question).passages)
+        messages = build_messages(question, engine.retriever.retrieve(question, widened=True).passages)
         draft = " ".join(strip_markers(r["draft"] or r["answer"])[0].split())
         user = messages[1].content.split("\nQuestion: ")[0] + f"\nQuestion: {question}" + ASK.format(a=draft)
         signals = Signals.model_validate(r["signals"])

@@ -218,7 +218,7 @@ class AnswerStream:
             budget = self.engine.settings.retrieval.broad_context_tokens
             retrieval = broad_context(self.intent, question, self.engine.retriever, budget, self.filters)
         else:
-            retrieval = self.engine.retriever.retrieve(question, self.top_k, self.filters)
+            retrieval = self.engine.retriever.retrieve(question, self.top_k, self.filters, widened=True)
         self.timings.retrieve_s = round(time.perf_counter() - t0, 3)
         log.info("retrieved %d passages (best score %.2f) for %r", len(retrieval.passages), retrieval.best_score, question)
         return retrieval

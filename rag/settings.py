@@ -76,6 +76,9 @@ class RetrievalSettings(_Group):
     top_k: int = Field(6, ge=1, le=50, description="Passages put in the prompt at most.")
     candidates: int = Field(12, ge=1, le=200, description="Chunks fetched before de-duplication and budgeting.")
     context_tokens: int = Field(250, ge=50, le=32000, description="Token budget for the passages in the prompt.")
+    window_tokens: int = Field(96, ge=0, le=32000, description="Each of the window_passages best passages is read on into the "
+                               "chunks after it (then before it) up to this many tokens, within context_tokens; 0: chunks as retrieved.")
+    window_passages: int = Field(2, ge=0, le=50, description="How many of the best passages are widened (window_tokens).")
     min_score: float = Field(0.3, ge=-1, le=1, description="Best passage below this cosine similarity: refuse without asking the LLM.")
     min_passage_score: float = Field(0.2, ge=-1, le=1, description="Passages less similar than this are left out of the prompt.")
     broad_context_tokens: int = Field(

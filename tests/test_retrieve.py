@@ -97,3 +97,46 @@ def test_a_word_the_question_writes_apart_is_found_where_the_documents_write_it_
     assert joined_words("Who brokered the truce?", bm25) == []
     hits = Retriever(index)._bm25_hits(bm25, "Who brokered the cease fire in the fall?", None)
     assert hits and "ceasefire" in hits[0].get_content()  # BM25 matches whole terms: "cease fire" alone finds no "ceasefire"
+
+
+TRAILERS = (
+    "Crediting the people who helped\n\n"
+    "Besides your own sign-off, add these trailers to credit the people who helped with a patch.\n"
+    "Reported-by: credits the person who found the bug that the patch fixes.\n"
+    "Acked-by: says that a person who knows the area of the patch likes it.\n"
+    "Tested-by: credits the person who tested the patch and saw it work.\n"
+    "Suggested-by: credits the person who had the idea behind the patch.\n\n"
+    "Mail clients\n\nMost mail clients mangle tabs and long lines; send the patch with git send-email instead.\n"
+)
+
+
+def _trailers_index(make_settings, embedder, corpus: Path, **retrieval):
+    (corpus / "trailers.txt").write_text(TRAILERS, encoding="utf-8")
+    settings = make_settings(chunking={"chunk_size": 24}, retrieval=retrieval)
+    return ingest(open_index(settings, embedder, label(settings)))[0]
+
+
+def test_the_best_passage_reads_on_into_the_chunks_after_it(make_settings, embedder, corpus: Path):
+    question = "Which trailers credit the people who helped with a patch?"
+    plain = Retriever(_trailers_index(make_settings, embedder, corpus, window_tokens=0)).retrieve(question, widened=True).passages
+    assert "trailers" in plain[0].text and "Suggested-by" not in plain[0].text  # a 24-token chunk stops after the first item or two
+
+    index = _trailers_index(make_settings, embedder, corpus, window_tokens=96, window_passages=1)
+    assert Retriever(index).retrieve(question).passages[0].text == plain[0].text  # broad questions rank the chunks as they are
+    best, *others = Retriever(index).retrieve(question, widened=True).passages
+    assert best.source == "trailers.txt" and "trailers" in best.text
+    assert all(name in best.text for name in ("Reported-by", "Acked-by", "Tested-by", "Suggested-by"))
+    assert TRAILERS[best.start:best.end].split() == best.text.split()  # one stretch of the document, at its offsets
+    assert not any(p.source == best.source and p.start < best.end and best.start < p.end for p in others)  # no chunk twice
+    assert [p.n for p in [best, *others]] == list(range(1, len(others) + 2))
+
+
+def test_a_window_is_cited_at_its_place_in_the_file(make_settings, embedder, corpus: Path):
+    from rag.answer import ask
+    from rag.engine import build_engine
+
+    index = _trailers_index(make_settings, embedder, corpus, window_tokens=96, window_passages=1)
+    answer = ask(build_engine(index.settings, embed_model=embedder), "Which trailer credits the person who tested the patch?")
+    assert not answer.refused and "Tested-by" in answer.answer
+    cited = [c for c in answer.citations if "Tested-by" in c.quote]
+    assert cited and cited[0].verified and TRAILERS[cited[0].start:cited[0].end] == cited[0].quote
