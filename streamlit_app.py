@@ -35,6 +35,7 @@ except RagError as exc:
 
 conversations = ConversationStore(settings.chroma.path)
 conversation = current_conversation(conversations)
+question = st.chat_input("Ask about the documents…")  # read before the sidebar, which lists the chat it starts
 
 with st.sidebar:
     st.caption(escape_md(f"LLM: {engine.backend.llm}"))
@@ -45,7 +46,7 @@ with st.sidebar:
     show_context = st.toggle("Show retrieved context", value=False)
     filters = choose_filters(engine)
     st.divider()
-    draw_conversations(conversations, conversation)
+    being_answered = draw_conversations(conversations, conversation, asking=question)
     st.divider()
     st.subheader("Corpus")
     st.caption(escape_md(str(settings.corpus.path)))
@@ -55,10 +56,11 @@ with st.sidebar:
     draw_corpus(engine)
 
 options = ViewOptions(top_k=top_k, show_context=show_context, corpus=settings.corpus.path)
-question = st.chat_input("Ask about the documents…")
 
 if not conversation.messages and not question:
     st.info("Ask a question about the documents. Every answer cites the passages it rests on; "
             "when the documents do not hold the answer, the bot says so.")
 
 draw_chat(engine, conversations, conversation, question, options, filters)
+if being_answered is not None and conversation.messages:
+    being_answered.caption(escape_md(f"▸ {conversation.title}"))  # answered: its buttons come with the next run

@@ -74,7 +74,7 @@ class Conversation(BaseModel):
     def ask(self, question: str) -> Message:
         """The question and its pending reply; the first question names the conversation."""
         self.messages += [Message(role="user", content=question), reply := Message(role="assistant", content="", status="pending")]
-        self.title = self.title or _title(question)
+        self.title = self.title or title_for(question)
         self.updated_at = _now()
         return reply
 
@@ -108,7 +108,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _title(question: str) -> str:
+def title_for(question: str) -> str:
+    """A conversation's name from its first question, cut at a word."""
     text = " ".join(question.split())
     return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
 

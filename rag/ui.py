@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import LLM
 from pydantic import SecretStr
@@ -26,7 +27,7 @@ from rag.engine import Engine, build_engine
 from rag.errors import RagError, describe
 from rag.retrieve import Filters
 from rag.uploads import OnConflict, Upload, add_documents, remove_document
-from rag.conversations import Conversation, ConversationStore, to_json, to_markdown
+from rag.conversations import Conversation, ConversationStore, title_for, to_json, to_markdown
 from rag.feedback import Feedback, Problem, give
 from rag.schema import Answer, Citation, Passage, Turn
 from rag.settings import EmbeddingSettings, Settings, load_settings
@@ -179,11 +180,20 @@ def hold(conversation: Conversation) -> Conversation:
     return conversation
 
 
-def draw_conversations(store: ConversationStore, current: Conversation) -> None:
-    """The kept conversations (open, rename, delete) and the current one's export."""
+def draw_conversations(store: ConversationStore, current: Conversation, asking: str | None = None) -> DeltaGenerator | None:
+    """The kept conversations (open, rename, delete) and the current one's export.
+
+    A new chat's first question (`asking`) is kept only once its answer starts, after the sidebar
+    is drawn, so it is listed as being answered; the slot returned holds that line, for the caller
+    to name the chat in once answered. Its buttons come with the next run: rerunning at once would
+    redraw the answer and close a source the reader has just opened."""
     st.subheader("Conversations")
     kept = store.list()
-    if not kept:
+    pending = None
+    if asking and not current.messages:
+        pending = st.empty()
+        pending.caption(escape_md(f"▸ {title_for(asking)} (being answered…)"))
+    elif not kept:
         st.caption("None yet: each chat is kept from its first question.")
     for conv in kept[:50]:
         name, rename, delete = st.columns([6, 1, 1], vertical_alignment="center")
@@ -211,6 +221,7 @@ def draw_conversations(store: ConversationStore, current: Conversation) -> None:
         stem = re.sub(r"[^\w-]+", "-", current.title).strip("-")[:40] or "conversation"
         st.download_button("Export as Markdown", to_markdown(current), f"{stem}.md", "text/markdown", icon="📝", use_container_width=True)
         st.download_button("Export as JSON", to_json(current), f"{stem}.json", "application/json", icon="🧾", use_container_width=True)
+    return pending
 
 
 def draw_feedback(engine: Engine, answer: Answer, history: list[Turn], key: str, conversation_id: str = "") -> None:

@@ -209,3 +209,35 @@ def test_sidebar_switches_the_llm_backend_and_reports_a_down_server(app):
     assert not app.error
     _ask(app, "What did Pashinyan say Armenia was ready to unblock?")
     assert "transport links" in _texts(app)
+
+
+def _sidebar_list(folder: str, asking: str | None) -> None:
+    """The conversations list as the app draws it before a new chat's first answer (AppTest runs it alone)."""
+    from pathlib import Path
+
+    from rag.conversations import Conversation, ConversationStore
+    from rag.ui import draw_conversations
+
+    draw_conversations(ConversationStore(Path(folder)), Conversation(), asking=asking)
+
+
+@pytest.mark.parametrize("asking,shown", [
+    ("What did Pashinyan say Armenia was ready to unblock?", "▸ What did Pashinyan say Armenia was ready to unblock? (being answered…)"),
+    (None, "None yet: each chat is kept from its first question."),
+])
+def test_a_new_chat_is_listed_while_its_first_question_is_answered(tmp_path, asking, shown):
+    at = AppTest.from_function(_sidebar_list, args=(str(tmp_path), asking))
+    at.run()
+    assert not at.exception, at.exception
+    assert [plain(c.value) for c in at.caption] == [shown]
+
+
+def test_a_new_chat_is_named_in_the_sidebar_once_answered_and_gets_its_buttons_with_the_next_run(app):
+    question = "What did Pashinyan say Armenia was ready to unblock?"
+    _ask(app, question)
+    sidebar = [plain(c.value) for c in app.sidebar.caption]
+    assert f"▸ {question}" in sidebar
+    assert not any("None yet" in c or "being answered" in c for c in sidebar)
+    conversation_id = app.query_params["c"]
+    app.run()
+    assert app.button(key=f"open-{conversation_id}").label.endswith(question)
