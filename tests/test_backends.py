@@ -1,5 +1,6 @@
 """LLM backends: a real OpenAI-compatible server (llama.cpp serving SmolLM2), and clear errors."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def test_openai_compatible_server_answers_streaming_with_citations(server, remot
     deltas = list(stream)
     answer = stream.answer
     assert len(deltas) > 3  # streamed, not one block
-    assert not answer.refused and "transport links" in answer.answer
+    assert not answer.refused and re.search(r"\btransport(ation)? links\b", answer.answer)  # SmolLM2 may write "transportation"
     assert answer.citations and all(c.verified for c in answer.citations)
     assert answer.backend.llm == f"openai-compatible:smollm2 @ {url}"
 
