@@ -70,14 +70,15 @@ class Outline:
         return spans
 
 
-def rebuild_text(chunks: Sequence[TextNode]) -> str:
-    """The document's text from its chunks in reading order, at the chunks' own offsets.
+def rebuild_text(chunks: Sequence[TextNode], origin: int = 0) -> str:
+    """The document's text from its chunks in reading order, at the chunks' own offsets (from
+    `origin`: the text of a few neighbouring chunks starts at the first one's offset).
 
     The splitter drops the whitespace between chunks; a line break stands for it, so a heading at
     a chunk's start still stands alone. Chunks that overlap are laid over each other."""
     buffer: list[str] = []
     for chunk in chunks:
-        start = chunk.start_char_idx or 0
+        start = (chunk.start_char_idx or 0) - origin
         text = chunk.get_content()
         if len(buffer) < start:
             buffer.extend("\n" * (start - len(buffer)))

@@ -25,6 +25,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from rag.citations import content_terms
 from rag.index import Index
+from rag.outline import rebuild_text
 from rag.schema import Passage
 
 _WORDS = re.compile(r"\w+")
@@ -253,46 +254,41 @@ def widen(passages: list[Passage], collection, tokens: int, count: int) -> list[
     of 128 or 160, three of 96 or 110 and four or six of 80) and reported on the left-out man pages and
     gnuplot manual, same 250-token budget: lookups whose passages hold the answer 41 -> 45 of 64 and
     28 -> 29 of 45 with the embedded model (bench/cross_corpus.py, 2026-12-08)."""
-    ranked, k = list(passages), 0
-    while k < min(count, len(ranked)):
+    ranked = list(passages)
+    for k in range(count):
+        if k >= len(ranked):
+            break
         window = _window(ranked[k], collection, tokens)
         ranked = [*ranked[:k], window, *(p for p in ranked[k + 1:] if not overlaps(p, window))]
-        k += 1
     return ranked
 
 
 def _window(best: Passage, collection, tokens: int) -> Passage:  # noqa: ANN001
-    """`best` and the chunks next to it, the following ones first, while `tokens` allow and no gap opens."""
+    """`best` and the chunks next to it, the following ones first, while `tokens` allow and no gap
+    opens, as one passage at the document's own offsets (joined by rag.outline.rebuild_text)."""
     doc_id, _, number = best.node_id.rpartition("::")
     if not doc_id or not number.isdigit():
         return best
     n = int(number)
-    wanted = [f"{doc_id}::{i}" for i in range(max(0, n - 4), n + 5) if i != n]
-    got = collection.get(ids=wanted, include=["documents", "metadatas"])
-    near = {int(i.rpartition("::")[2]): to_passage(metadata_dict_to_node(m, text=t), best.score)
-            for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])}
-    chosen, used = {n: best}, count_tokens(best.text)
-    for i in sorted(near, key=lambda i: (i < n, abs(i - n))):
-        cost = count_tokens(near[i].text)
+    got = collection.get(ids=[f"{doc_id}::{i}" for i in range(max(0, n - 4), n + 5)], include=["documents", "metadatas"])
+    near = {int(i.rpartition("::")[2]): metadata_dict_to_node(m, text=t) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])}
+    if n not in near or any(node.start_char_idx is None for node in near.values()):
+        return best
+    chosen, used = [n], count_tokens(best.text)
+    for i in sorted(set(near) - {n}, key=lambda i: (i < n, abs(i - n))):
+        cost = count_tokens(near[i].get_content())
         if used + cost > tokens or not all(j in chosen for j in range(min(i, n) + 1, max(i, n))):
             continue
-        chosen[i] = near[i]
+        chosen.append(i)
         used += cost
-    return merged([chosen[i] for i in sorted(chosen)], best)
-
-
-def merged(parts: list[Passage], best: Passage) -> Passage:
-    """Consecutive chunks of one document as one passage, at the document's own offsets (the
-    whitespace the splitter dropped between them stands as line breaks, as in rag.outline)."""
-    if len(parts) == 1 or any(p.start is None or p.end is None for p in parts):
+    if len(chosen) == 1:
         return best
-    text = parts[0].text
-    for part in parts[1:]:
-        end = parts[0].start + len(text)
-        text += "\n" * max(0, part.start - end) + part.text[max(0, end - part.start):]
-    return best.model_copy(update={"node_id": f"{best.node_id}+{len(parts)}", "text": text, "start": parts[0].start,
-                                   "end": parts[0].start + len(text), "source_start": parts[0].source_start,
-                                   "source_end": parts[-1].source_end})
+    nodes = [near[i] for i in sorted(chosen)]
+    start = nodes[0].start_char_idx
+    text = rebuild_text(nodes, start)
+    return best.model_copy(update={"node_id": f"{best.node_id}+{len(nodes)}", "text": text, "start": start, "end": start + len(text),
+                                   "source_start": nodes[0].metadata.get("source_start"),
+                                   "source_end": nodes[-1].metadata.get("source_end")})
 
 
 def overlaps(a: Passage, b: Passage) -> bool:
